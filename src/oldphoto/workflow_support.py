@@ -1,0 +1,246 @@
+"""What the Snakefile computes at DAG-build time: inputs, backend choice, paths, run summary.
+
+Kept free of heavy imports (no torch, dlib or cv2): building the DAG of a thousand photos must stay
+fast.  Every function is plain Python on the config dict and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from oldphoto import __version__
+from oldphoto.errors import CheckpointError, ConfigError
+
+NETWORK_RULES = ("detect_scratches", "restore_global", "enhance_face")
+SUMMARY_NAME = "run_summary.json"
+
+
+def discover_inputs(input_dir: str | Path):
+    """The photos of a run (stem -> file), with the entries skipped and why.
+
+    Raises ConfigError when the folder is missing or two photos would share an output name.
+    """
+    from oldphoto.imageio import list_inputs
+
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise ConfigError(folder, "input_dir is not a folder")
+    return list_inputs(folder)
+
+
+def stems_regex(stems: Iterable[str]) -> str:
+    """A wildcard constraint that matches exactly the known photo stems."""
+    escaped = sorted((re.escape(s) for s in stems), key=len, reverse=True)
+    return "|".join(escaped) if escaped else r"(?!x)x"
+
+
+def needed_networks(config: Mapping[str, Any]) -> list[str]:
+    from oldphoto.checkpoints import networks_for
+
+    return networks_for(with_scratch=config["with_scratch"], hr=config["hr"])
+
+
+def resolve_backend(config: Mapping[str, Any]) -> str:
+    """pretrained | classical, from config["backend"] and the checkpoints that are present.
+
+    ``pretrained`` with missing checkpoints stops the run before any work with a message naming
+    every missing file (unless ``allow_download`` lets the download rule fetch them).
+    """
+    from oldphoto.checkpoints import missing_checkpoints, missing_message
+
+    wanted = config["backend"]
+    if wanted == "classical":
+        return "classical"
+    missing = missing_checkpoints(config["checkpoints_dir"], needed_networks(config))
+    if not missing:
+        return "pretrained"
+    if wanted == "pretrained":
+        if config.get("allow_download"):
+            return "pretrained"
+        raise CheckpointError(
+            config["checkpoints_dir"], missing_message(config["checkpoints_dir"], missing)
+        )
+    print(
+        "*** oldphoto: backend 'auto' -> CLASSICAL: the official checkpoints are not in "
+        f"{config['checkpoints_dir']} ({len(missing)} missing, e.g. {missing[0]}). Results come "
+        "from the classical OpenCV/numpy backend, not the official networks; every output "
+        "records this in its PNG metadata. ***",
+        file=sys.stderr,
+    )
+    return "classical"
+
+
+def official_checkpoint(config: Mapping[str, Any], name: str) -> str:
+    from oldphoto.checkpoints import official_path
+
+    return str(official_path(config["checkpoints_dir"], name))
+
+
+def all_official_checkpoints(config: Mapping[str, Any]) -> list[str]:
+    from oldphoto.checkpoints import OFFICIAL_FILES
+
+    return [official_checkpoint(config, name) for name in OFFICIAL_FILES]
+
+
+def landmarks_path(config: Mapping[str, Any]) -> str:
+    if config.get("landmarks"):
+        return str(config["landmarks"])
+    from oldphoto.faces import default_landmarks_path
+
+    return str(default_landmarks_path())
+
+
+SETTINGS = (
+    "with_scratch", "hr", "test_mode", "device", "stage1_stretch", "face_blending",
+    "final_size", "max_image_pixels", "memory_budget_mb", "jobs_per_gpu",
+)
+
+
+def run_metadata(config: Mapping[str, Any], backend: str) -> dict[str, str]:
+    """What every output PNG records about how it was made (PNG text chunks)."""
+    settings = {k: config.get(k) for k in SETTINGS}
+    return {
+        "oldphoto:version": __version__,
+        "oldphoto:backend": backend,
+        "oldphoto:settings": json.dumps(settings, sort_keys=True),
+    }
+
+
+def job_params(config: Mapping[str, Any], backend: str, rule: str, image: str) -> dict[str, Any]:
+    """Everything one job needs besides its files (a plain dict: picklable for script:)."""
+    return {
+        "rule": rule,
+        "image": image,
+        "backend": backend,
+        "network": backend == "pretrained" and rule in NETWORK_RULES,
+        "device": config["device"],
+        "jobs_per_gpu": config["jobs_per_gpu"],
+        "with_scratch": config["with_scratch"],
+        "hr": config["hr"],
+        "test_mode": config["test_mode"],
+        "stage1_stretch": config["stage1_stretch"],
+        "face_blending": config["face_blending"],
+        "final_size": config["final_size"],
+        "max_image_pixels": config["max_image_pixels"],
+        "memory_budget_mb": config["memory_budget_mb"],
+        "metadata": run_metadata(config, backend),
+    }
+
+
+def face_count(record_path: str | Path) -> int:
+    with open(record_path, encoding="utf-8") as handle:
+        return len(json.load(handle)["faces"])
+
+
+def announce(config: Mapping[str, Any], backend: str, inputs) -> None:
+    mode = "scratch" if config["with_scratch"] else "quality"
+    if config["hr"]:
+        mode += " + HR"
+    print(
+        f"oldphoto {__version__}: {len(inputs.images)} photo(s) from {config['input_dir']} -> "
+        f"{config['output_dir']} ({mode}, backend {backend})",
+        file=sys.stderr,
+    )
+    for path, reason in inputs.skipped:
+        print(f"oldphoto: skipped {path}: {reason}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# Run summary
+
+
+FAILED_PREFIX = "FAILED "
+
+
+def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
+    """image stem -> the one-line failure reasons its jobs wrote to their logs."""
+    reasons: dict[str, list[str]] = {}
+    if not log_dir.is_dir():
+        return reasons
+    for log in sorted(log_dir.glob("*/*.log")):
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(FAILED_PREFIX):
+                # "FAILED <rule> <image>: <reason>"
+                head, _, reason = line[len(FAILED_PREFIX):].partition(" :: ")
+                _, _, image = head.partition(" ")
+                reasons.setdefault(image, []).append(reason.strip())
+    return reasons
+
+
+def summarize(config: Mapping[str, Any], inputs, backend: str) -> dict[str, Any]:
+    out = Path(config["output_dir"])
+    final = out / "final_output"
+    stage2 = out / "stage_2_detection_output"
+    failures = failure_reasons(out / "logs")
+    photos: dict[str, Any] = {}
+    for stem, source in sorted(inputs.images.items()):
+        entry: dict[str, Any] = {"input": str(source)}
+        record = stage2 / stem / "faces.json"
+        if record.is_file():
+            try:
+                entry["faces"] = face_count(record)
+            except (OSError, ValueError, KeyError):
+                entry["faces"] = None
+        if (final / f"{stem}.png").is_file() and stem not in failures:
+            entry["status"] = "restored"
+        elif stem in failures:
+            entry["status"] = "failed"
+            entry["reasons"] = failures[stem]
+        else:
+            entry["status"] = "not run"
+        photos[stem] = entry
+    counts = {
+        "restored": sum(p["status"] == "restored" for p in photos.values()),
+        "with_faces_enhanced": sum(
+            p["status"] == "restored" and (p.get("faces") or 0) > 0 for p in photos.values()
+        ),
+        "failed": sum(p["status"] == "failed" for p in photos.values()),
+        "not_run": sum(p["status"] == "not run" for p in photos.values()),
+        "skipped": len(inputs.skipped),
+    }
+    return {
+        "version": __version__,
+        "backend": backend,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "counts": counts,
+        "photos": photos,
+        "skipped": [{"path": str(p), "reason": r} for p, r in inputs.skipped],
+    }
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    c = summary["counts"]
+    line = (
+        f"oldphoto: {c['restored']} photo(s) restored ({c['with_faces_enhanced']} with faces "
+        f"enhanced), {c['failed']} failed, {c['skipped']} skipped, backend {summary['backend']}"
+    )
+    if c["not_run"]:
+        line += f", {c['not_run']} not run"
+    return line
+
+
+def finish_run(config: Mapping[str, Any], inputs, backend: str, ok: bool) -> dict[str, Any]:
+    """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
+    from oldphoto.imageio import write_json
+
+    summary = summarize(config, inputs, backend)
+    summary["snakemake_ok"] = ok
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / SUMMARY_NAME, summary)
+    print(summary_line(summary), file=sys.stderr)
+    for stem, entry in summary["photos"].items():
+        for reason in entry.get("reasons", []):
+            print(f"oldphoto: FAILED {stem}: {reason}", file=sys.stderr)
+    print(f"oldphoto: results in {out / 'final_output'}; summary in {out / SUMMARY_NAME}",
+          file=sys.stderr)
+    return summary

@@ -1,0 +1,120 @@
+# Config validation, input discovery, backend choice and the input functions of every stage.
+# Everything computed lives here or in the library (src/oldphoto); the stage files stay declarative.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+# The library is importable without installation (scripts run in child processes).
+_SRC = str(Path(workflow.basedir) / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+from oldphoto import workflow_support as ws  # noqa: E402
+from oldphoto.errors import OldPhotoError  # noqa: E402
+
+OUT = config["output_dir"].rstrip("/")
+S1 = f"{OUT}/stage_1_restore_output"
+S2 = f"{OUT}/stage_2_detection_output"
+S3 = f"{OUT}/stage_3_face_output/each_img"
+FINAL = f"{OUT}/final_output"
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+
+try:
+    INPUTS = ws.discover_inputs(config["input_dir"])
+    BACKEND = ws.resolve_backend(config)
+except OldPhotoError as err:
+    raise WorkflowError(err.one_line())
+
+FACE_SIZE = 512 if config["hr"] else 256
+NETWORK_RULE_GPU = config["gpu_per_job"]
+METADATA = ws.run_metadata(config, BACKEND)
+
+
+wildcard_constraints:
+    image=ws.stems_regex(INPUTS.images),
+    face=r"\d+",
+    name=r"[A-Za-z0-9_]+",
+
+
+def get_input_image(wildcards):
+    """The original file of one photo (any extension, any case)."""
+    return str(INPUTS.images[wildcards.image])
+
+
+def get_stage1_inputs(wildcards):
+    """Global restoration reads the original photo, or the detector's outputs with scratches."""
+    if config["with_scratch"]:
+        return {
+            "image": f"{S1}/masks/input/{wildcards.image}.png",
+            "mask": f"{S1}/masks/mask/{wildcards.image}.png",
+        }
+    return {"image": get_input_image(wildcards)}
+
+
+def cached_checkpoint(name):
+    return f"{config['cache_dir']}/{name}.safetensors"
+
+
+def get_models(*names):
+    """Input function: the verified checkpoint caches a network rule needs (none for classical)."""
+
+    def _models(wildcards):
+        if BACKEND != "pretrained":
+            return {}
+        return {name: cached_checkpoint(name) for name in names}
+
+    return _models
+
+
+def stage1_model_names():
+    mapping = "mapping_scratch"
+    if config["with_scratch"] and config["hr"]:
+        mapping = "mapping_Patch_Attention"
+    elif not config["with_scratch"]:
+        mapping = "mapping_quality"
+    decoder = "VAE_B_scratch" if config["with_scratch"] else "VAE_B_quality"
+    return ["VAE_A_quality", mapping, decoder]
+
+
+FACE_MODEL = "FaceSR_512" if config["hr"] else "Setting_9_epoch_100"
+
+
+def face_record(image):
+    """After the stage-2 checkpoint of one photo: its faces.json path."""
+    return Path(checkpoints.detect_faces.get(image=image).output[0]) / "faces.json"
+
+
+def get_enhanced_faces(wildcards):
+    """Stage 4 input: every enhanced face of this photo (known once stage 2 has run)."""
+    count = ws.face_count(face_record(wildcards.image))
+    return [f"{S3}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
+
+
+def get_final_output():
+    return expand(f"{FINAL}/{{image}}.png", image=sorted(INPUTS.images))
+
+
+def network_resources(mem_mb):
+    return {"gpu": NETWORK_RULE_GPU, "mem_mb": mem_mb}
+
+
+onstart:
+    ws.announce(config, BACKEND, INPUTS)
+
+
+onsuccess:
+    ws.finish_run(config, INPUTS, BACKEND, ok=True)
+
+
+onerror:
+    ws.finish_run(config, INPUTS, BACKEND, ok=False)
