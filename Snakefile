@@ -10,12 +10,15 @@
 #   stage_3_face_output/each_img/{image}_{face}.png
 #   final_output/{image}.png
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Defaults from the repository (absolute, so --directory and --configfile work from anywhere).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
