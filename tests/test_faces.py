@@ -124,7 +124,8 @@ def test_matrix_maps_template_near_five_points(detected):
         other = (matrix @ delta @ template.T).T[:, :2]
         assert np.sum((other - face.five_points) ** 2) > best
     linear = matrix[:2, :2]
-    assert linear[0, 0] == pytest.approx(linear[1, 1]) and linear[0, 1] == pytest.approx(-linear[1, 0])
+    assert linear[0, 0] == pytest.approx(linear[1, 1])
+    assert linear[0, 1] == pytest.approx(-linear[1, 0])
 
 
 def test_detect_and_align_and_json_round_trip(models):

@@ -232,7 +232,8 @@ def faces_from_json(record: Mapping[str, Any]) -> list[AlignedFace]:
             face = Face(rect=tuple(int(v) for v in entry["rect"]), score=float(entry["score"]),
                         landmarks68=np.array(entry["landmarks68"], dtype=np.int64),
                         five_points=np.array(entry["five_points"], dtype=np.int64))
-            if matrix.shape != (3, 3) or inverse.shape != (3, 3) or face.five_points.shape != (5, 2):
+            shapes = (matrix.shape, inverse.shape, face.five_points.shape)
+            if shapes != ((3, 3), (3, 3), (5, 2)):
                 raise ValueError("matrix/inverse must be 3×3 and five_points 5×2")
             faces.append(AlignedFace(index=int(entry["index"]), face=face, matrix=matrix,
                                      inverse=inverse, size=size))
