@@ -163,6 +163,11 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
         rgb=_composite(base, ramp), alpha=ramp, note="composited onto white")
     put("opaque_rgba.png", _encode(Image.fromarray(np.dstack([base, np.full_like(ramp, 255)])),
                                    "PNG"), rgb=base, note="fully opaque")
+    keyed = base.copy()
+    keyed[10:30, 40:70] = (1, 2, 3)  # a colour the grainy picture never has elsewhere
+    key_alpha = np.where((keyed == (1, 2, 3)).all(axis=2), 0, 255).astype(np.uint8)
+    put("colour_key.png", _encode(Image.fromarray(keyed), "PNG", transparency=(1, 2, 3)),
+        rgb=_composite(keyed, key_alpha), alpha=key_alpha, note="colour-key")
     la = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(ramp[:, ::-1])])
     put("gray_alpha.png", _encode(la, "PNG"),
         rgb=_composite(np.dstack([gray] * 3), ramp[:, ::-1]), alpha=ramp[:, ::-1].copy())
@@ -196,7 +201,8 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
 
     # --- JPEG variants -----------------------------------------------------------------------
     put("photo.jpg", _encode(pil, "JPEG", quality=92), rgb=base, tol=JPEG_TOL)
-    put("progressive.jpg", _encode(pil, "JPEG", quality=92, progressive=True), rgb=base, tol=JPEG_TOL)
+    put("progressive.jpg", _encode(pil, "JPEG", quality=92, progressive=True), rgb=base,
+        tol=JPEG_TOL)
     # PIL writes CMYK JPEGs Adobe-style (inverted, with an APP14 marker), like Photoshop.
     put("cmyk.jpg", _encode(pil.convert("CMYK"), "JPEG", quality=95), rgb=base, tol=JPEG_TOL,
         note="CMYK")

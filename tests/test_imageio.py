@@ -325,7 +325,8 @@ def test_write_png_rejects_wrong_arrays(tmp_path):
     with pytest.raises(ValueError):
         write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError):
-        write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8), alpha=np.zeros((3, 4), np.uint8))
+        write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8),
+                  alpha=np.zeros((3, 4), np.uint8))
     assert not (tmp_path / "a.png").exists() and _temp_files(tmp_path) == []
 
 

@@ -20,7 +20,8 @@ Conversion rules of :func:`read_image`, by PIL mode:
 ``RGB``            as is; 16-bit-per-channel PNG/TIFF (which PIL truncates to their high byte)
                    are re-decoded with OpenCV and scaled by ``round(v / 257)``.
 ``L``, ``1``       grey copied to R = G = B (``1`` → 0/255).
-``P``              through the palette; a transparent palette becomes alpha.
+``P``              through the palette; a transparent palette becomes alpha (so does a PNG
+                   colour key, tRNS, on ``RGB`` or ``L``).
 ``RGBA``, ``LA``,  ``rgb`` is composited onto white, ``alpha`` keeps the channel.  An alpha that
 ``PA``, ...        is 255 everywhere is dropped (``alpha`` is None) with a note.
 ``CMYK``           PIL's conversion (Adobe-inverted CMYK JPEGs handled by PIL); ICC ignored.
@@ -255,19 +256,22 @@ def _sniff(head: bytes) -> str | None:
 
 
 @contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+def _pixel_limit(max_pixels: int | None) -> Iterator[list[warnings.WarningMessage]]:
     """PIL's decompression-bomb guard set to ``max_pixels``, its warning turned into an error.
 
     PIL warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that; we want one limit.
+    Yields the list of the other warnings the decoder issues (e.g. "Corrupt EXIF data"), which
+    become notes instead of going to stderr.
     """
     from PIL import Image
 
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
+            yield caught
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -400,6 +404,9 @@ def _split_alpha(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _pil_to_arrays(im, path: Path, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """A loaded PIL image (any mode) -> (uint8 rgb, uint8 alpha or None), before orientation."""
     mode = im.mode
+    if mode in ("RGB", "L") and "transparency" in im.info:
+        notes.append("PNG colour-key transparency (tRNS) turned into alpha")
+        return _split_alpha(np.asarray(im.convert("RGBA"), dtype=np.uint8))
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy(), None
     if mode == "L":
@@ -545,7 +552,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     sniffed = _sniff(data[:16])
     what = f"corrupt {sniffed} file" if sniffed else "not a readable image"
 
-    with _Decoding(path, what, max_pixels, data, sniffed) as decoding, _pixel_limit(max_pixels):
+    with _Decoding(path, what, max_pixels, data, sniffed) as decoding, \
+            _pixel_limit(max_pixels) as decoder_warnings:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
             if width <= 0 or height <= 0:
@@ -582,6 +590,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             if decoded is None:
                 decoded = _pil_to_arrays(im, path, notes)
     rgb, alpha = decoded
+    for message in dict.fromkeys(_one_line(w.message, 120) for w in decoder_warnings):
+        notes.append(f"decoder warning: {message}")
 
     if alpha is not None:
         if alpha.min() == 255:
