@@ -13,14 +13,14 @@ Paths (PIPELINE_FACTS §1):
   :func:`restore_quality` runs the generator on its [-1,1] tensor.
 * **Scratch** (standard and HR share the code): the photo and mask come from scratch detection
   (:mod:`oldphoto.scratch`, sides multiples of 16) and are not resized.  With ``hr`` the mask is
-  first dilated (:func:`dilate_mask`); the holes are painted white (:func:`synthesize_holes`) and the
-  generator gets the hole image and the full-resolution ``1×1×H×W`` {0,1} mask.
+  first dilated (:func:`dilate_mask`); the holes are painted white (:func:`synthesize_holes`) and
+  the generator gets the hole image and the full-resolution ``1×1×H×W`` {0,1} mask.
 
 Outputs (the official ``origin/``, ``input_image/``, ``restored_image/``) are all at the network
-size: nothing is resized back (bug B3, reproduced).  ``input_image`` is the min/max-stretched network
-input (a debug image, not the input) and ``restored_image`` is, by default, the min/max-stretched
-output (bug B2, reproduced because the face stages consume it; ``stretch="clamp"`` is the
-alternative).  See :mod:`oldphoto.tensors`.
+size: nothing is resized back (bug B3, reproduced).  ``input_image`` is the min/max-stretched
+network input (a debug image, not the input) and ``restored_image`` is, by default, the
+min/max-stretched output (bug B2, reproduced because the face stages consume it;
+``stretch="clamp"`` is the alternative).  See :mod:`oldphoto.tensors`.
 
 Minimum sizes: Full mode needs both sides ≥ 3 px (a side of 1 or 2 px rounds to 0), otherwise
 :class:`oldphoto.errors.BadImageError` is raised with ``path=None`` for the caller to fill in.
@@ -53,7 +53,7 @@ CROP_SIZE = 256
 """Side of the centre crop of ``test_mode="Crop"``, and the short side of ``"Scale"``."""
 
 HR_MASK_DILATION = 3
-"""Dilation iterations (3×3 kernel) applied to the scratch mask with ``--HR``; equals a 7×7 square."""
+"""Dilations (3×3 kernel) of the scratch mask with ``--HR``; together a 7×7 square dilation."""
 
 
 class Generator(Protocol):
@@ -70,7 +70,7 @@ class RestoredImages(NamedTuple):
     """The three images stage 1 writes for one photo (uint8 RGB ``H×W×3``, all at network size)."""
 
     origin: np.ndarray
-    """The photo as the network saw it before normalisation (resized; unmodified in scratch mode)."""
+    """The photo as the network saw it before normalisation (unmodified in scratch mode)."""
     input_image: np.ndarray
     """The network input, min/max-stretched (holes painted white in scratch mode)."""
     restored: np.ndarray
@@ -211,7 +211,7 @@ def prepare_quality_input(rgb: np.ndarray, test_mode: TestMode = "Full") -> np.n
                                                                Image.BILINEAR))
     if box is not None:
         left, top, right, bottom = box
-        origin = origin[top:bottom, left:right]
+        origin = np.ascontiguousarray(origin[top:bottom, left:right])
     return origin
 
 
@@ -220,7 +220,7 @@ def prepare_quality_input(rgb: np.ndarray, test_mode: TestMode = "Full") -> np.n
 
 
 def dilate_mask(mask: np.ndarray, iterations: int = HR_MASK_DILATION) -> np.ndarray:
-    """``cv2.dilate`` with a 3×3 all-ones kernel, ``iterations`` times (out-of-image pixels ignored).
+    """``cv2.dilate`` with a 3×3 all-ones kernel, ``iterations`` times (outside pixels ignored).
 
     For a {0,255} mask and 3 iterations this is a 7×7 square max filter.  Works on ``H×W`` and on
     ``H×W×3`` masks.
@@ -309,7 +309,8 @@ def restore_scratch(rgb: np.ndarray, mask: np.ndarray, generator: Generator, hr:
 
     Args:
         rgb: uint8 ``H×W×3`` image written by scratch detection (sides multiples of 16).
-        mask: uint8 ``H×W`` {0,255} mask of the same size (:func:`oldphoto.scratch.detect_scratches`).
+        mask: uint8 ``H×W`` {0,255} mask of the same size
+            (:func:`oldphoto.scratch.detect_scratches`).
         generator: called as ``generator(x, mask)`` with the hole image and ``1×1×H×W`` mask.
         hr: the official ``--HR`` behaviour (mask dilated 3×3 × 3 before everything else).
         device: where the generator runs.
@@ -338,7 +339,7 @@ def save_restored(restored: "torch.Tensor", stretch: Stretch = "official") -> np
 def restore_image(rgb: np.ndarray, generator: Generator, device: Any = "cpu", *,
                   mask: np.ndarray | None = None, test_mode: TestMode = "Full", hr: bool = False,
                   stretch: Stretch = "official") -> RestoredImages:
-    """Stage 1 for one photo: the three images of ``origin/``, ``input_image/``, ``restored_image/``.
+    """Stage 1 for one photo: the images of ``origin/``, ``input_image/``, ``restored_image/``.
 
     Args:
         rgb: uint8 ``H×W×3``.  Without ``mask``, the photo as loaded; with ``mask``, the image that

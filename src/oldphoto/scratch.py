@@ -110,7 +110,7 @@ def unet_input(grey: "torch.Tensor") -> "torch.Tensor":
 
 def scratch_probability(rgb: np.ndarray, unet: ScratchNet,
                         device: Any = "cpu") -> tuple[np.ndarray, "torch.Tensor"]:
-    """``(rgb16, P)`` with ``P = sigmoid(unet(x))`` at network resolution (float32 CPU ``1×1×h×w``)."""
+    """``(rgb16, P)``, ``P = sigmoid(unet(x))`` at network resolution (float32 CPU ``1×1×h×w``)."""
     import torch
 
     rgb16, grey = detection_input(rgb)

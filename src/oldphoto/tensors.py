@@ -50,23 +50,23 @@ def to_tensor(image: np.ndarray) -> "torch.Tensor":
         raise ValueError(f"to_tensor expects H×W or H×W×C, got shape {image.shape}")
     # from_numpy shares memory; copy only what torch cannot share (read-only or strided arrays).
     if not image.flags.writeable or not image.flags.c_contiguous:
-        image = np.ascontiguousarray(image).copy()
+        image = np.array(image, order="C", copy=True)
     chw = torch.from_numpy(image).permute(2, 0, 1).contiguous()
     return chw.to(dtype=torch.float32).div(255).unsqueeze(0)
 
 
 def normalise(tensor: "torch.Tensor") -> "torch.Tensor":
-    """torchvision ``Normalize(mean=0.5, std=0.5)``: ``(x − 0.5) / 0.5`` in float32, [0,1] → [-1,1]."""
+    """torchvision ``Normalize(0.5, 0.5)``: ``(x − 0.5) / 0.5`` in float32, [0,1] → [-1,1]."""
     return tensor.sub(0.5).div(0.5)
 
 
 def to_network(image: np.ndarray) -> "torch.Tensor":
-    """A uint8 image as the official scripts feed it to a network: ``1×C×H×W`` float32 in [-1, 1]."""
+    """A uint8 image as the official scripts feed it to a network: ``1×C×H×W`` float32, [-1,1]."""
     return normalise(to_tensor(image))
 
 
 def save_image_array(unit: "torch.Tensor", normalize: bool) -> np.ndarray:
-    """What ``torchvision.utils.save_image(unit, padding=0, normalize=normalize)`` writes, as an array.
+    """The array ``torchvision.utils.save_image(unit, padding=0, normalize=normalize)`` writes.
 
     Args:
         unit: tensor ``1×C×H×W`` or ``C×H×W`` with ``C`` 1 or 3, nominally in [0, 1].  A single
