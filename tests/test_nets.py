@@ -33,8 +33,9 @@ def _recipe(name: str) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def recipe():
-    """Recipe weights per registry name, generated once per test session."""
-    return _recipe
+    """Recipe weights per registry name, generated once for this module (~1.6 GB in all)."""
+    yield _recipe
+    _recipe.cache_clear()
 
 
 @pytest.fixture(scope="module")
