@@ -232,7 +232,7 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
     # --- awkward names (and one name that lies about its format) -----------------------------
     for name in ("with space.png", "brackets [1] (copy).png", "quote's \"q\".png",
                  "café 写真 ünï.png", "-leading-dash.png", "UPPER.JPG", "multi.dot.name.jpeg",
-                 "{braces}.png"):
+                 "it's a $HOME `x`, 100%.png", "back\\slash ~1.png"):
         fmt = "JPEG" if name.lower().endswith((".jpg", ".jpeg")) else "PNG"
         put(name, _encode(pil, fmt, quality=92), rgb=base, tol=JPEG_TOL if fmt == "JPEG" else 0)
     put("png_inside.jpg", _encode(pil, "PNG"), rgb=base, note="content is PNG")
@@ -259,6 +259,9 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
                        ("photo.xmp", b"<x:xmpmeta/>"), ("notes.txt", b"notes"),
                        ("meta.json", b"{}"), ("data.xyz", good_png), ("README", b"readme")):
         put(name, data, "skipped")
+    # Valid file names that Snakemake cannot carry as a wildcard value (see stem_problem).
+    for name in ("{braces}.png", "x<y>.png", "new\nline.png", "tab\there.jpg"):
+        put(name, good_png, "skipped")
     (folder / "folder.png").mkdir()
     (folder / "folder.png" / "inside.png").write_bytes(good_png)
     cases["folder.png"] = Expected("skipped", "folder.png")

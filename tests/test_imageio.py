@@ -66,6 +66,8 @@ def test_corpus_listing_matches_expectations(corpus):
     assert "sidecar" in skipped["photo.xmp"] and "sidecar" in skipped["notes.txt"]
     assert "unknown extension" in skipped["data.xyz"]
     assert "symbolic link" in skipped["dangling.png"]
+    assert "wildcards" in skipped["{braces}.png"] and "wildcards" in skipped["x<y>.png"]
+    assert "control characters" in skipped["new\nline.png"]
 
 
 def test_stems_are_full_splitext_stems(tmp_path):
@@ -103,10 +105,12 @@ def test_missing_input_folder_is_a_config_error(tmp_path):
 
 
 def test_safe_stem():
-    for stem in ("a", "a.b", "-x", "sp ace", "[1] 'q' \"d\"", "写真", "{braces}"):
-        assert safe_stem(stem)
-    for stem in ("", ".", "..", "a/b", "a\0b", "caf\udce9"):
-        assert not safe_stem(stem)
+    for stem in ("a", "a.b", "-x", "sp ace", "[1] 'q' \"d\"", "写真", "a,b", "50%", "$x",
+                 "back\\slash", "(1)"):
+        assert safe_stem(stem), stem
+    for stem in ("", ".", "..", "a/b", "a\0b", "caf\udce9", "{braces}", "x<y>", "a\nb",
+                 "a\tb"):
+        assert not safe_stem(stem), stem
 
 
 # ---------------------------------------------------------------------------------------------

@@ -119,21 +119,39 @@ class InputSet(NamedTuple):
     skipped: list[tuple[Path, str]]
 
 
-def safe_stem(stem: str) -> bool:
-    """Whether ``stem`` can name output files and be a Snakemake wildcard value.
+def stem_problem(stem: str) -> str | None:
+    """Why ``stem`` cannot name output files and be a Snakemake wildcard value, or None.
 
-    Everything a folder listing yields is a valid file name, so only the degenerate cases are
-    refused: empty, containing ``/`` or NUL, ``.``/``..``, or not encodable as UTF-8 (a name
-    in another encoding that the OS hands over with surrogate escapes; it would break JSON and
-    PNG text records downstream).
+    Spaces, quotes, brackets, ``$``, ``%``, ``,``, non-ASCII letters and leading dashes are
+    fine (checked with Snakemake 9 running ``script:`` jobs).  Refused, each for a reason seen
+    in practice:
+
+    * empty, ``.``/``..``, or containing ``/`` or NUL: not a file name;
+    * ``{`` ``}``: Snakemake reads them as a wildcard in ``rule all``'s input, and the whole
+      DAG fails to build ("Wildcards in input files cannot be determined");
+    * ``<`` ``>``: Snakemake 9 expands ``<name>`` as a path variable (UndefinedPathvarException);
+    * control characters (newline, tab, ...): the job's wildcards no longer match its output;
+    * not encodable as UTF-8 (a Latin-1 name the OS hands over with surrogate escapes): breaks
+      JSON and PNG text records downstream.
     """
-    if not stem or stem in (".", "..") or "/" in stem or "\0" in stem:
-        return False
+    if not stem or stem in (".", ".."):
+        return "empty output name"
+    if "/" in stem or "\0" in stem:
+        return "contains '/' or NUL"
+    if any(ch in stem for ch in "{}<>"):
+        return "contains { } < or >, which Snakemake reads as wildcards or path variables"
+    if any(unicodedata.category(ch) == "Cc" for ch in stem):
+        return "contains control characters (newline, tab, ...)"
     try:
         stem.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "not valid UTF-8 (rename the file)"
+    return None
+
+
+def safe_stem(stem: str) -> bool:
+    """Whether ``stem`` can name output files and be a Snakemake wildcard (see stem_problem)."""
+    return stem_problem(stem) is None
 
 
 def _skip_reason(entry: os.DirEntry) -> str | None:
@@ -193,8 +211,8 @@ def list_inputs(input_dir: str | Path) -> InputSet:
         except OSError as err:
             reason = f"cannot inspect entry: {err.strerror or err}"
         stem = os.path.splitext(entry.name)[0]
-        if reason is None and not safe_stem(stem):
-            reason = f"file name {entry.name!r} cannot be used as an output name"
+        if reason is None and (problem := stem_problem(stem)) is not None:
+            reason = f"name unusable for outputs: {problem}"
         if reason is not None:
             skipped.append((path, reason))
             continue
