@@ -23,6 +23,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -127,8 +128,12 @@ def _composite(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.rint(rgb * a + 255.0 * (1.0 - a)).astype(np.uint8)
 
 
-def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
-    """Write the corpus into ``folder`` (created) and return {file name: Expected}."""
+def make_hostile_corpus(folder: str | Path,
+                        only: Iterable[str] | None = None) -> dict[str, Expected]:
+    """Write the corpus into ``folder`` (created) and return {file name: Expected}.
+
+    ``only``: write just these file names (e.g. a few cases for a slower workflow test).
+    """
     import cv2
     from PIL import Image
 
@@ -138,9 +143,12 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
     base = photo()
     pil = Image.fromarray(base)
 
+    wanted = None if only is None else set(only)
+
     def put(name: str, data: bytes, outcome: str = "ok", **expected) -> None:
-        (folder / name).write_bytes(data)
-        cases[name] = Expected(outcome, name, **expected)
+        if wanted is None or name in wanted:
+            (folder / name).write_bytes(data)
+            cases[name] = Expected(outcome, name, **expected)
 
     # --- colour modes ------------------------------------------------------------------------
     put("plain.png", _encode(pil, "PNG"), rgb=base)
@@ -262,16 +270,19 @@ def make_hostile_corpus(folder: str | Path) -> dict[str, Expected]:
     # Valid file names that Snakemake cannot carry as a wildcard value (see stem_problem).
     for name in ("{braces}.png", "x<y>.png", "new\nline.png", "tab\there.jpg"):
         put(name, good_png, "skipped")
-    (folder / "folder.png").mkdir()
-    (folder / "folder.png" / "inside.png").write_bytes(good_png)
-    cases["folder.png"] = Expected("skipped", "folder.png")
-    os.symlink(folder / "does-not-exist.png", folder / "dangling.png")
-    cases["dangling.png"] = Expected("skipped", "dangling.png")
-    try:  # a name in Latin-1, not UTF-8 (old Windows archives); some file systems refuse it
-        raw = os.fsencode(folder) + b"/caf\xe9.png"
-        with open(raw, "wb") as handle:
-            handle.write(good_png)
-        cases[os.fsdecode(b"caf\xe9.png")] = Expected("skipped", os.fsdecode(b"caf\xe9.png"))
-    except (OSError, UnicodeError):
-        pass
+    if wanted is None or "folder.png" in wanted:
+        (folder / "folder.png").mkdir()
+        (folder / "folder.png" / "inside.png").write_bytes(good_png)
+        cases["folder.png"] = Expected("skipped", "folder.png")
+    if wanted is None or "dangling.png" in wanted:
+        os.symlink(folder / "does-not-exist.png", folder / "dangling.png")
+        cases["dangling.png"] = Expected("skipped", "dangling.png")
+    latin1 = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name, not UTF-8 (old Windows archives)
+    if wanted is None or latin1 in wanted:
+        try:  # some file systems refuse such names
+            with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as handle:
+                handle.write(good_png)
+            cases[latin1] = Expected("skipped", latin1)
+        except (OSError, UnicodeError):
+            pass
     return cases

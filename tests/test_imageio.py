@@ -70,6 +70,14 @@ def test_corpus_listing_matches_expectations(corpus):
     assert "control characters" in skipped["new\nline.png"]
 
 
+def test_corpus_subset(tmp_path):
+    cases = make_hostile_corpus(tmp_path, only=["plain.png", "bomb.png", "folder.png"])
+    assert set(cases) == {"plain.png", "bomb.png", "folder.png"}
+    assert sorted(os.listdir(tmp_path)) == ["bomb.png", "folder.png", "plain.png"]
+    assert cases["plain.png"] == "ok" and cases["plain.png"].size == (96, 64)
+    assert cases["bomb.png"].reason == "over the limit" and cases["folder.png"] == "skipped"
+
+
 def test_stems_are_full_splitext_stems(tmp_path):
     for name in ("a.jpeg", "a.b.png", "UPPER.JPG", "x.TiFf", "-dash.webp", "sp ace [1].gif"):
         (tmp_path / name).write_bytes(b"")
