@@ -457,3 +457,23 @@ def test_download_refuses_an_escaping_zip_and_a_missing_file(tmp_path):
         ck.download_official(root, ["VAE_A_quality"],
                              urls={"global_checkpoints.zip": (tmp_path / "none.zip").as_uri()},
                              log=lambda line: None)
+
+
+def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(monkeypatch):
+    class WithScratchBuffer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 3, 1)
+            self.register_buffer("noise", torch.empty(4).normal_(), persistent=False)
+
+    monkeypatch.setattr(nets, "build", lambda name: WithScratchBuffer().eval())
+    torch.manual_seed(0)
+    net = ck._build_without_init("VAE_A_quality")  # falls back to a normal build
+    torch.manual_seed(0)
+    assert torch.equal(net.noise, WithScratchBuffer().noise)
+
+    monkeypatch.setattr(nets, "build", lambda name: torch.nn.Conv2d(2, 3, 1).eval())
+    torch.manual_seed(0)
+    skipped = ck._build_without_init("VAE_A_quality")
+    torch.manual_seed(0)
+    assert not torch.equal(skipped.weight, torch.nn.Conv2d(2, 3, 1).weight)  # init was skipped
