@@ -39,40 +39,73 @@ def stems_regex(stems: Iterable[str]) -> str:
     return "|".join(escaped) if escaped else r"(?!x)x"
 
 
-def needed_networks(config: Mapping[str, Any]) -> list[str]:
+# Network rules and the checkpoint group whose backend they use.
+RULE_GROUP = {
+    "detect_scratches": "global",
+    "restore_global": "global",
+    "enhance_face": "face",
+    "prepare_checkpoint": "global",
+    "download_checkpoints": "global",
+}
+
+
+def needed_networks(config: Mapping[str, Any], group: str) -> list[str]:
+    """The checkpoints of one group: ``global`` (stage 1) or ``face`` (stage 3)."""
     from oldphoto.checkpoints import networks_for
 
-    return networks_for(with_scratch=config["with_scratch"], hr=config["hr"])
+    everything = networks_for(with_scratch=config["with_scratch"], hr=config["hr"])
+    stage1 = networks_for(with_scratch=config["with_scratch"], hr=config["hr"], faces=False)
+    return stage1 if group == "global" else [n for n in everything if n not in stage1]
 
 
-def resolve_backend(config: Mapping[str, Any]) -> str:
-    """pretrained | classical, from config["backend"] and the checkpoints that are present.
+def resolve_backend(config: Mapping[str, Any]) -> dict[str, str]:
+    """The backend of each checkpoint group: ``{"global": ..., "face": ...}``.
 
-    ``pretrained`` with missing checkpoints stops the run before any work with a message naming
-    every missing file (unless ``allow_download`` lets the download rule fetch them).
+    ``classical`` everywhere, or ``pretrained`` everywhere (missing checkpoints stop the run
+    before any work with a message naming every missing file, unless ``allow_download`` lets the
+    download rule fetch them).  ``auto`` decides per group: the official global checkpoints and
+    the official face checkpoints come in separate zips, and each group that is complete is used.
     """
     from oldphoto.checkpoints import missing_checkpoints, missing_message
 
     wanted = config["backend"]
+    groups = ("global", "face")
     if wanted == "classical":
-        return "classical"
-    missing = missing_checkpoints(config["checkpoints_dir"], needed_networks(config))
-    if not missing:
-        return "pretrained"
+        return dict.fromkeys(groups, "classical")
+    missing = {
+        g: missing_checkpoints(config["checkpoints_dir"], needed_networks(config, g))
+        for g in groups
+    }
     if wanted == "pretrained":
-        if config.get("allow_download"):
-            return "pretrained"
-        raise CheckpointError(
-            config["checkpoints_dir"], missing_message(config["checkpoints_dir"], missing)
-        )
-    print(
-        "*** oldphoto: backend 'auto' -> CLASSICAL: the official checkpoints are not in "
-        f"{config['checkpoints_dir']} ({len(missing)} missing, e.g. {missing[0]}). Results come "
-        "from the classical OpenCV/numpy backend, not the official networks; every output "
-        "records this in its PNG metadata. ***",
-        file=sys.stderr,
-    )
-    return "classical"
+        absent = missing["global"] + missing["face"]
+        if absent and not config.get("allow_download"):
+            raise CheckpointError(
+                config["checkpoints_dir"], missing_message(config["checkpoints_dir"], absent)
+            )
+        return dict.fromkeys(groups, "pretrained")
+    chosen = {g: ("classical" if missing[g] else "pretrained") for g in groups}
+    for group, files in missing.items():
+        if files:
+            print(
+                f"*** oldphoto: backend 'auto' -> CLASSICAL for the {group} networks: "
+                f"{len(files)} official checkpoint(s) missing from {config['checkpoints_dir']} "
+                f"(e.g. {files[0]}). These results come from the classical OpenCV/numpy "
+                "backend, not the official networks; every output records this in its PNG "
+                "metadata (oldphoto:backend). ***",
+                file=sys.stderr,
+            )
+    return chosen
+
+
+def backend_label(backend: Mapping[str, str]) -> str:
+    """One word when both groups agree, else ``global=...,face=...``."""
+    if backend["global"] == backend["face"]:
+        return backend["global"]
+    return f"global={backend['global']},face={backend['face']}"
+
+
+def uses_pretrained(backend: Mapping[str, str], rule: str) -> bool:
+    return backend.get(RULE_GROUP.get(rule, ""), "") == "pretrained"
 
 
 def official_checkpoint(config: Mapping[str, Any], name: str) -> str:
@@ -101,23 +134,24 @@ SETTINGS = (
 )
 
 
-def run_metadata(config: Mapping[str, Any], backend: str) -> dict[str, str]:
+def run_metadata(config: Mapping[str, Any], backend: Mapping[str, str]) -> dict[str, str]:
     """What every output PNG records about how it was made (PNG text chunks)."""
     settings = {k: config.get(k) for k in SETTINGS}
     return {
         "oldphoto:version": __version__,
-        "oldphoto:backend": backend,
+        "oldphoto:backend": backend_label(backend),
         "oldphoto:settings": json.dumps(settings, sort_keys=True),
     }
 
 
-def job_params(config: Mapping[str, Any], backend: str, rule: str, image: str) -> dict[str, Any]:
+def job_params(config: Mapping[str, Any], backend: Mapping[str, str], rule: str,
+               image: str) -> dict[str, Any]:
     """Everything one job needs besides its files (a plain dict: picklable for script:)."""
     return {
         "rule": rule,
         "image": image,
-        "backend": backend,
-        "network": backend == "pretrained" and rule in NETWORK_RULES,
+        "backend": backend.get(RULE_GROUP.get(rule, ""), backend_label(backend)),
+        "network": uses_pretrained(backend, rule) and rule in NETWORK_RULES,
         "device": config["device"],
         "jobs_per_gpu": config["jobs_per_gpu"],
         "with_scratch": config["with_scratch"],
@@ -137,13 +171,13 @@ def face_count(record_path: str | Path) -> int:
         return len(json.load(handle)["faces"])
 
 
-def announce(config: Mapping[str, Any], backend: str, inputs) -> None:
+def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs) -> None:
     mode = "scratch" if config["with_scratch"] else "quality"
     if config["hr"]:
         mode += " + HR"
     print(
         f"oldphoto {__version__}: {len(inputs.images)} photo(s) from {config['input_dir']} -> "
-        f"{config['output_dir']} ({mode}, backend {backend})",
+        f"{config['output_dir']} ({mode}, backend {backend_label(backend)})",
         file=sys.stderr,
     )
     for path, reason in inputs.skipped:
@@ -176,7 +210,7 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
-def summarize(config: Mapping[str, Any], inputs, backend: str) -> dict[str, Any]:
+def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> dict[str, Any]:
     out = Path(config["output_dir"])
     final = out / "final_output"
     stage2 = out / "stage_2_detection_output"
@@ -209,7 +243,8 @@ def summarize(config: Mapping[str, Any], inputs, backend: str) -> dict[str, Any]
     }
     return {
         "version": __version__,
-        "backend": backend,
+        "backend": backend_label(backend),
+        "backends": dict(backend),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": counts,
         "photos": photos,
@@ -228,7 +263,8 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     return line
 
 
-def finish_run(config: Mapping[str, Any], inputs, backend: str, ok: bool) -> dict[str, Any]:
+def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
+               ok: bool) -> dict[str, Any]:
     """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
     from oldphoto.imageio import write_json
 
