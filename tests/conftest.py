@@ -81,3 +81,13 @@ def make_tiny_photos(folder: Path) -> dict[str, Path]:
 def tiny_inputs(tmp_path: Path) -> Path:
     make_tiny_photos(tmp_path / "in")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def recipe_checkpoints(tmp_path_factory) -> Path:
+    """All nine official checkpoint files with recipe weights, in the official layout (once)."""
+    from oldphoto.checkpoints import write_recipe_checkpoints
+
+    folder = tmp_path_factory.mktemp("recipe-checkpoints")
+    write_recipe_checkpoints(folder)
+    return folder

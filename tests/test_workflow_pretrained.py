@@ -1,0 +1,110 @@
+"""The workflow with the official networks (recipe weights in the official file layout).
+
+The recipe weights are deterministic stand-ins with the exact layout and compute of the official
+checkpoints; their restorations are noise, so these tests check the wiring: the workflow's files
+equal what the library computes from the same checkpoints, and the face networks are used when
+only the face checkpoints are present (backend auto decides per checkpoint group).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_tiny_photos, run_snakemake, workflow_config
+
+pytestmark = pytest.mark.workflow
+
+
+def load(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def recipe_network(name: str):
+    from oldphoto import nets, recipe
+
+    net = nets.build(name)
+    m = recipe.manifest(name)
+    net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
+    return net.eval()
+
+
+def test_pretrained_quality_path_equals_library(tmp_path, recipe_checkpoints):
+    from oldphoto import restore
+
+    make_tiny_photos(tmp_path / "in")
+    for extra in ("no face.jpg", "scratched.png"):
+        (tmp_path / "in" / extra).unlink()
+    config = workflow_config(tmp_path, backend="pretrained",
+                             checkpoints_dir=str(recipe_checkpoints), threads=2)
+    proc = run_snakemake(tmp_path / "work", config)
+    out = Path(config["output_dir"])
+    restored = load(out / "stage_1_restore_output/restored_image/face.png")
+    with Image.open(out / "final_output/face.png") as im:
+        assert im.text["oldphoto:backend"] == "pretrained"
+    # the cache was built once per checkpoint and verified
+    for name in ("VAE_A_quality", "mapping_quality", "VAE_B_quality"):
+        assert (Path(config["cache_dir"]) / f"{name}.safetensors").is_file()
+    generator = restore.global_generator(recipe_network("VAE_A_quality"),
+                                         recipe_network("mapping_quality"),
+                                         recipe_network("VAE_B_quality"))
+    expected = restore.restore_image(load(tmp_path / "in" / "face.png"), generator)
+    assert np.array_equal(restored, expected.restored)
+    assert "backend pretrained" in proc.stderr
+
+
+def test_auto_with_face_checkpoints_only_uses_the_face_network(tmp_path, recipe_checkpoints):
+    from oldphoto import enhance
+
+    only_faces = tmp_path / "checkpoints"
+    src = recipe_checkpoints / "Face_Enhancement/checkpoints/Setting_9_epoch_100"
+    shutil.copytree(src, only_faces / "Face_Enhancement/checkpoints/Setting_9_epoch_100")
+    make_tiny_photos(tmp_path / "in")
+    (tmp_path / "in" / "no face.jpg").unlink()
+    config = workflow_config(tmp_path, backend="auto", checkpoints_dir=str(only_faces),
+                             threads=2)
+    proc = run_snakemake(tmp_path / "work", config)
+    assert "CLASSICAL for the global networks" in proc.stderr
+    out = Path(config["output_dir"])
+    record = json.loads((out / "stage_2_detection_output/face/faces.json").read_text())
+    assert len(record["faces"]) == 1
+    aligned = load(out / "stage_2_detection_output/face/face_1.png")
+    enhanced = load(out / "stage_3_face_output/each_img/face_1.png")
+    expected = enhance.enhance_face(aligned, recipe_network("Setting_9_epoch_100"))
+    assert np.array_equal(enhanced, expected)
+    log = (out / "logs/enhance_face/face_1.log").read_text()
+    assert "loaded Setting_9_epoch_100" in log and "device: cpu" in log
+    with Image.open(out / "final_output/face.png") as im:
+        assert im.text["oldphoto:backend"] == "global=classical,face=pretrained"
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["backends"] == {"global": "classical", "face": "pretrained"}
+    assert summary["counts"]["with_faces_enhanced"] == 1
+
+
+def test_pretrained_scratch_path_runs(tmp_path, recipe_checkpoints):
+    from oldphoto import restore, scratch
+
+    make_tiny_photos(tmp_path / "in")
+    for extra in ("no face.jpg", "face.png"):
+        (tmp_path / "in" / extra).unlink()
+    config = workflow_config(tmp_path, backend="pretrained", with_scratch=True,
+                             checkpoints_dir=str(recipe_checkpoints), threads=2)
+    run_snakemake(tmp_path / "work", config)
+    out = Path(config["output_dir"])
+    photo = load(tmp_path / "in" / "scratched.png")
+    rgb16, mask = scratch.detect_scratches(photo, recipe_network("detection"))
+    assert np.array_equal(load(out / "stage_1_restore_output/masks/input/scratched.png"), rgb16)
+    assert np.array_equal(load(out / "stage_1_restore_output/masks/mask/scratched.png")[..., 0],
+                          mask)
+    generator = restore.global_generator(recipe_network("VAE_A_quality"),
+                                         recipe_network("mapping_scratch"),
+                                         recipe_network("VAE_B_scratch"))
+    expected = restore.restore_image(rgb16, generator, mask=mask)
+    restored = load(out / "stage_1_restore_output/restored_image/scratched.png")
+    assert np.array_equal(restored, expected.restored)
