@@ -12,7 +12,10 @@ layout to a temporary folder; for each network this measures (median of ``--repe
 
 Files are read from a warm page cache (they were just written). Prints a markdown table.
 
-    .venv/bin/python bench/checkpoint_load.py [--repeat 3] [--names VAE_A_quality detection]
+    .venv/bin/python bench/checkpoint_load.py [--repeat 3] [--threads 1] [--names VAE_A_quality ...]
+
+On a machine whose cores are busy, use ``--threads 1``: with more torch threads than free cores
+every parallel copy waits for a descheduled OpenMP thread and small copies take milliseconds.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import json, sys, time
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
+if int(sys.argv[3]) > 0:
+    torch.set_num_threads(int(sys.argv[3]))
 from oldphoto.checkpoints import load_network
 import oldphoto.nets
 t2 = time.perf_counter()
@@ -49,12 +54,12 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def fresh_process(name: str, cache: Path, repeat: int) -> dict[str, float]:
+def fresh_process(name: str, cache: Path, repeat: int, threads: int) -> dict[str, float]:
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, name, str(cache)],
+            [sys.executable, "-c", _CHILD, name, str(cache), str(threads)],
             check=True, capture_output=True, text=True,
         )
         wall = time.perf_counter() - start
@@ -74,9 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--names", nargs="*", help="networks (default: all 9)")
     parser.add_argument("--workdir", type=Path, help="folder for the files (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads, here and in the fresh processes (default: torch's)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     from oldphoto import checkpoints as ck
     from oldphoto import nets
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             t_naive = median_time(naive, args.repeat)
             t_load = median_time(lambda: ck.load_network(name, cache), args.repeat)
             t_full = median_time(lambda: ck.load_network(name, cache, verify="full"), args.repeat)
-            child = fresh_process(name, cache, args.repeat)
+            child = fresh_process(name, cache, args.repeat, args.threads)
             rows.append((
                 name, official.stat().st_size / 2**20, t_torch_load, t_convert, t_naive, t_load,
                 t_full, child["import_torch"] + child["import_oldphoto"], child["load"],
