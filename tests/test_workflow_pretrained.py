@@ -30,7 +30,7 @@ def recipe_network(name: str):
     from oldphoto import nets, recipe
 
     net = nets.build(name)
-    m = recipe.manifest(name)
+    m = recipe.manifest(nets.MANIFEST_NAMES[name])
     net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
     return net.eval()
 
