@@ -1,7 +1,6 @@
 # Config validation, input discovery, backend choice and the input functions of every stage.
 # Everything computed lives here or in the library (src/oldphoto); the stage files stay declarative.
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,13 +9,11 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-# The library is importable without installation (scripts run in child processes).
+# The DAG is built from this checkout's library; jobs import the installed package
+# (scripts/install.sh installs it in editable mode).
 _SRC = str(Path(workflow.basedir) / "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
-)
 
 from oldphoto import workflow_support as ws  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
