@@ -24,6 +24,16 @@ from oldphoto.errors import CheckpointError
 ALL = list(ck.OFFICIAL_FILES)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: the machines running the tests share few cores (and outputs are compared
+    between two networks in the same test, so the thread count cannot change a result)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def scratch(tmp_path):
     """A temporary folder that is emptied after the test (checkpoint files are large)."""
