@@ -427,7 +427,8 @@ def test_download_unpacks_and_verifies(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:  # as the release zip: checkpoints/... at the top
         zf.writestr("checkpoints/", "")
         for name in names:
-            zf.write(ck.official_path(source, name), ck.OFFICIAL_FILES[name].removeprefix("Global/"))
+            zip_path = ck.OFFICIAL_FILES[name].removeprefix("Global/")
+            zf.write(ck.official_path(source, name), zip_path)
         zf.writestr("__MACOSX/checkpoints/._junk", "x")
     root = tmp_path / "ckpts"
     urls = {
@@ -438,7 +439,8 @@ def test_download_unpacks_and_verifies(tmp_path):
     paths = ck.download_official(root, names, urls=urls, log=lines.append)
     assert paths == [ck.official_path(root, n) for n in names]
     for name in names:
-        assert ck.official_path(root, name).read_bytes() == ck.official_path(source, name).read_bytes()
+        got = ck.official_path(root, name).read_bytes()
+        assert got == ck.official_path(source, name).read_bytes()
     assert not (root / "Global" / "global_checkpoints.zip").exists()
     assert not (root / "Global" / "__MACOSX").exists()
     assert not (root / "Face_Enhancement").exists()
@@ -450,23 +452,23 @@ def test_download_refuses_an_escaping_zip_and_a_missing_file(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../../outside.txt", "x")
     root = tmp_path / "a" / "ckpts"
+    def download(archive):
+        urls = {"global_checkpoints.zip": archive.as_uri()}
+        return ck.download_official(root, ["VAE_A_quality"], urls=urls, log=lambda line: None)
+
     with pytest.raises(CheckpointError, match="would be written outside"):
-        ck.download_official(root, ["VAE_A_quality"], urls={"global_checkpoints.zip": archive.as_uri()},
-                             log=lambda line: None)
+        download(archive)
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "a" / "outside.txt").exists()
 
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("checkpoints/readme.txt", "nothing here")
     with pytest.raises(CheckpointError, match="did not provide every file") as info:
-        ck.download_official(root, ["VAE_A_quality"], urls={"global_checkpoints.zip": empty.as_uri()},
-                             log=lambda line: None)
+        download(empty)
     assert str(ck.official_path(root, "VAE_A_quality")) in str(info.value)
 
     with pytest.raises(CheckpointError, match="download failed"):
-        ck.download_official(root, ["VAE_A_quality"],
-                             urls={"global_checkpoints.zip": (tmp_path / "none.zip").as_uri()},
-                             log=lambda line: None)
+        download(tmp_path / "none.zip")
 
 
 def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(monkeypatch):

@@ -131,7 +131,8 @@ def networks_for(with_scratch: bool, hr: bool, faces: bool = True) -> list[str]:
 
     Stage 1 without scratches is the quality path (``--HR`` does not change it, as in the official
     ``run.py``); with scratches it adds the detection U-Net and the mask-aware mapping (the
-    patch-attention one with ``hr``). Stage 3 uses the 256 face model, or ``FaceSR_512`` with ``hr``.
+    patch-attention one with ``hr``). Stage 3 uses the 256 face model, or ``FaceSR_512`` with
+    ``hr``.
     """
     if not with_scratch:
         names = list(_QUALITY)
