@@ -26,7 +26,8 @@ HOLDER = r"""
 import json, os, sys, time
 from pathlib import Path
 from oldphoto.devices import gpu_slot
-lock_dir, go, out, hold, per_gpu = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+lock_dir, go, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+hold, per_gpu = float(sys.argv[4]), int(sys.argv[5])
 while not go.exists():
     time.sleep(0.005)
 with gpu_slot(2, lock_dir, per_gpu, poll_seconds=0.02) as slot:
@@ -162,7 +163,8 @@ def test_waiting_job_gets_the_slot_once_it_is_released(tmp_path, clean_env):
     with devices.gpu_slot(1, lock_dir) as first:
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
         with pytest.raises(TimeoutError):
-            devices.acquire_gpu_slot(1, lock_dir, timeout=0.1, poll_seconds=0.02, log=lambda m: None)
+            devices.acquire_gpu_slot(1, lock_dir, timeout=0.1, poll_seconds=0.02,
+                                     log=lambda m: None)
         assert first.lock_path == lock_dir / "gpu-0.0.lock"
     with devices.gpu_slot(1, lock_dir, timeout=5):
         pass
@@ -242,8 +244,8 @@ def test_slurm_gpu_is_used_as_given(tmp_path, clean_env):
     lines: list[str] = []
     device, slot = devices.select_device("auto", 1, locks, log=lines.append)
     assert device == torch.device("cpu") and slot is None
-    assert lines == ["device: fake GPU from Slurm job 123 (CUDA_VISIBLE_DEVICES=1), computing on cpu, "
-                     "1 thread"]
+    assert lines == ["device: fake GPU from Slurm job 123 (CUDA_VISIBLE_DEVICES=1), "
+                     "computing on cpu, 1 thread"]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
     assert not locks.exists()
 
@@ -275,8 +277,9 @@ import os, sys, torch
 from oldphoto.devices import select_device
 device, slot = select_device("cuda", 2, sys.argv[1])
 x = torch.ones(4, device=device)
-print(device, slot.cuda_visible_devices, os.environ["CUDA_VISIBLE_DEVICES"], torch.cuda.device_count(),
-      torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, float(x.sum()))
+print(device, slot.cuda_visible_devices, os.environ["CUDA_VISIBLE_DEVICES"],
+      torch.cuda.device_count(), torch.backends.cuda.matmul.allow_tf32,
+      torch.backends.cudnn.allow_tf32, float(x.sum()))
 """
 
 

@@ -65,7 +65,8 @@ def test_two_gpu_slots_shared_by_network_jobs(tmp_path):
     assert sorted(gpu for *_, gpu in intervals) == sorted(slots_in_logs.values())
     max_concurrent, overlapping_pairs = 0, 0
     for i, (start, end, gpu) in enumerate(intervals):
-        others = [(s, e, g) for j, (s, e, g) in enumerate(intervals) if j != i and s < end and start < e]
+        others = [(s, e, g) for j, (s, e, g) in enumerate(intervals)
+                  if j != i and s < end and start < e]
         for _, _, other_gpu in others:
             assert other_gpu != gpu, "two jobs held the same GPU slot at once"
         overlapping_pairs += len(others)

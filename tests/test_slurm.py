@@ -171,7 +171,8 @@ def scenario(tmp_path_factory):
         first_log.close()
     queued = subprocess.run(["squeue", "-h", "-o", "%i|%Z"], capture_output=True, text=True,
                             check=True).stdout
-    left = [line.split("|")[0] for line in queued.splitlines() if Path(line.split("|", 1)[1]) == work]
+    left = [line.split("|")[0] for line in queued.splitlines()
+            if Path(line.split("|", 1)[1]) == work]
     if left:
         subprocess.run(["scancel", *left], check=True)
     interrupted = {s: (Path(config["output_dir"]) / "final_output" / f"{s}.png").exists()
@@ -197,7 +198,8 @@ def test_interrupted_run_resumes_and_completes(scenario):
         assert (out / "final_output" / f"{stem}.png").is_file(), scenario["rerun"].stderr[-4000:]
     # what completed before the stop is not redone; what was cancelled ran again and completed
     for stem in GOOD:
-        runs = [j for j in scenario["jobs"].values() if (j.rule, j.wildcards) == ("restore_global", stem)]
+        runs = [j for j in scenario["jobs"].values()
+                if (j.rule, j.wildcards) == ("restore_global", stem)]
         assert [j.state for j in runs] == ["COMPLETED"], runs
     cancelled = [j for j in scenario["jobs"].values() if j.state == "CANCELLED"]
     for job in cancelled:

@@ -2,10 +2,10 @@
 
 Snakemake limits how many GPU jobs run at once (``--resources gpu=N``) but never tells a local job
 *which* GPU it may use (snakemake/snakemake#281).  On a workstation every network job therefore
-takes a **slot** itself: slot ``(gpu, share)`` is one lock file ``<lock_dir>/gpu-<gpu>.<share>.lock``
-held with ``fcntl.flock`` for the job's lifetime, ``share < jobs_per_gpu``.  The kernel drops the
-lock when the process exits for any reason (also SIGKILL, OOM kill), so a crashed job never leaves
-a slot taken.  The chosen GPU is put into ``CUDA_VISIBLE_DEVICES`` before torch initialises CUDA,
+takes a **slot** itself: slot ``(gpu, share)``, ``share < jobs_per_gpu``, is one lock file
+``<lock_dir>/gpu-<gpu>.<share>.lock`` held with ``fcntl.flock`` for the job's lifetime.  The kernel
+drops the lock when the process exits for any reason (also SIGKILL, OOM kill), so a crashed job
+never leaves a slot taken.  The chosen GPU is put into ``CUDA_VISIBLE_DEVICES`` before torch initialises CUDA,
 so the job sees exactly one device, ``cuda:0``.
 
 Under SLURM (``SLURM_JOB_ID`` set) no slot is picked: Slurm has already allocated the GPUs and set
@@ -304,7 +304,8 @@ def select_device_for_job(config_device: str, threads: int, jobs_per_gpu: int = 
 def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_per_gpu: int,
             log: Log | None) -> tuple[Any, GpuSlot | None, str]:
     if config_device not in DEVICES:
-        raise ConfigError(None, f"device must be one of {', '.join(DEVICES)}, not {config_device!r}")
+        raise ConfigError(None, f"device must be one of {', '.join(DEVICES)}, "
+                                f"not {config_device!r}")
     threads = max(1, int(threads))
     cpu = f"{threads} thread{'s' if threads != 1 else ''}"
     if config_device == "cpu":
@@ -344,4 +345,5 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
     if config_device == "cuda":
         raise ConfigError(None, f"device cuda, but torch cannot use a GPU ({counted_by} counts "
                                 f"{n_gpus}; is this torch built with CUDA?)")
-    return _use_cpu(threads), None, f"cpu, {cpu} (torch cannot use the {n_gpus} GPU(s) {counted_by} lists)"
+    reason = f"torch cannot use the {n_gpus} GPU(s) {counted_by} lists"
+    return _use_cpu(threads), None, f"cpu, {cpu} ({reason})"
