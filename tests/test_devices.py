@@ -235,6 +235,25 @@ def test_fake_gpus_pick_slots_but_compute_on_cpu(tmp_path, clean_env):
         assert slot.gpu == 0
 
 
+def test_cpu_only_job_holds_its_slot_but_computes_on_cpu(tmp_path, clean_env):
+    """A classical-backend job: takes what the run reserved for it, says it computes on the CPU."""
+    clean_env.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with devices.select_device_for_job("cuda", 1, lock_dir=tmp_path, cpu_only=True) as (dev, text):
+        assert dev == torch.device("cpu")
+        assert text == "GPU slot 0 (CUDA_VISIBLE_DEVICES=0) held, computing on cpu, 1 thread"
+        with pytest.raises(TimeoutError):
+            devices.acquire_gpu_slot(1, tmp_path, timeout=0, set_env=False)
+    clean_env.setenv("CUDA_VISIBLE_DEVICES", "")
+    lines: list[str] = []
+    device, slot = devices.select_device("cuda", 1, tmp_path, log=lines.append, cpu_only=True)
+    assert device == torch.device("cpu") and slot is None
+    clean_env.setenv("SLURM_JOB_ID", "5")
+    clean_env.setenv("CUDA_VISIBLE_DEVICES", "1")
+    devices.select_device("auto", 1, tmp_path, log=lines.append, cpu_only=True)
+    assert lines[-1] == ("device: GPU from Slurm job 5 (CUDA_VISIBLE_DEVICES=1) held, "
+                         "computing on cpu, 1 thread")
+
+
 def test_slurm_gpu_is_used_as_given(tmp_path, clean_env):
     """Under Slurm the picker takes no slot: Slurm's CUDA_VISIBLE_DEVICES stands."""
     clean_env.setenv("SLURM_JOB_ID", "123")

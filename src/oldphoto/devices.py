@@ -5,8 +5,8 @@ Snakemake limits how many GPU jobs run at once (``--resources gpu=N``) but never
 takes a **slot** itself: slot ``(gpu, share)``, ``share < jobs_per_gpu``, is one lock file
 ``<lock_dir>/gpu-<gpu>.<share>.lock`` held with ``fcntl.flock`` for the job's lifetime.  The kernel
 drops the lock when the process exits for any reason (also SIGKILL, OOM kill), so a crashed job
-never leaves a slot taken.  The chosen GPU is put into ``CUDA_VISIBLE_DEVICES`` before torch initialises CUDA,
-so the job sees exactly one device, ``cuda:0``.
+never leaves a slot taken.  The chosen GPU is put into ``CUDA_VISIBLE_DEVICES`` before torch
+initialises CUDA, so the job sees exactly one device, ``cuda:0``.
 
 Under SLURM (``SLURM_JOB_ID`` set) no slot is picked: Slurm has already allocated the GPUs and set
 ``CUDA_VISIBLE_DEVICES`` for the job, and that is used as it is.
@@ -269,7 +269,8 @@ def _cuda_usable() -> bool:
 
 
 def select_device(config_device: str, threads: int, lock_dir: str | Path | None = None,
-                  jobs_per_gpu: int = 1, log: Log | None = None) -> tuple[Any, GpuSlot | None]:
+                  jobs_per_gpu: int = 1, log: Log | None = None,
+                  cpu_only: bool = False) -> tuple[Any, GpuSlot | None]:
     """Choose this job's device and log one line saying which (``device: ...``).
 
     - ``cpu``: the CPU with ``threads`` torch threads (the rule's ``threads:``).
@@ -278,22 +279,27 @@ def select_device(config_device: str, threads: int, lock_dir: str | Path | None 
     - ``auto``/``cuda`` on a workstation: a free GPU slot (blocking until one is free) and
       ``cuda:0`` restricted to it; ``auto`` falls back to the CPU when there is no GPU.
     - ``OLDPHOTO_FAKE_GPUS=N``: slots as if N GPUs existed, computing on the CPU.
+    - ``cpu_only=True`` (a job that never uses torch on a GPU, e.g. the classical backend): the
+      slot or Slurm GPU is still taken, so the GPU accounting of the run stays what Snakemake and
+      Slurm reserved, but the job computes on the CPU and its line says so.
 
     ``cuda`` without a usable GPU raises ``ConfigError``.  The returned slot (or None) is held until
     ``slot.release()`` or the end of the process; prefer :func:`select_device_for_job`.
     """
-    device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log)
+    device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log,
+                                        cpu_only)
     (log or _stderr)(f"device: {description}")
     return device, slot
 
 
 @contextlib.contextmanager
 def select_device_for_job(config_device: str, threads: int, jobs_per_gpu: int = 1,
-                          lock_dir: str | Path | None = None,
-                          log: Log | None = None) -> Iterator[tuple[Any, str]]:
+                          lock_dir: str | Path | None = None, log: Log | None = None,
+                          cpu_only: bool = False) -> Iterator[tuple[Any, str]]:
     """:func:`select_device` for the length of a ``with`` block: yields ``(device, description)``
     (the caller logs ``device: <description>``) and releases the GPU slot at the end."""
-    device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log)
+    device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log,
+                                        cpu_only)
     try:
         yield device, description
     finally:
@@ -302,7 +308,7 @@ def select_device_for_job(config_device: str, threads: int, jobs_per_gpu: int = 
 
 
 def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_per_gpu: int,
-            log: Log | None) -> tuple[Any, GpuSlot | None, str]:
+            log: Log | None, cpu_only: bool = False) -> tuple[Any, GpuSlot | None, str]:
     if config_device not in DEVICES:
         raise ConfigError(None, f"device must be one of {', '.join(DEVICES)}, "
                                 f"not {config_device!r}")
@@ -311,6 +317,8 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
     if config_device == "cpu":
         return _use_cpu(threads), None, f"cpu, {cpu}"
 
+    if cpu_only:
+        config_device = "auto"  # nothing will run on a GPU: never fail for the lack of one
     fake = fake_gpu_count()
     slurm = slurm_gpus()
     if os.environ.get("SLURM_JOB_ID"):
@@ -324,6 +332,8 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
         where = f"Slurm job {job} (CUDA_VISIBLE_DEVICES={visible})"
         if fake is not None:
             return _use_cpu(threads), None, f"fake GPU from {where}, computing on cpu, {cpu}"
+        if cpu_only:
+            return _use_cpu(threads), None, f"GPU from {where} held, computing on cpu, {cpu}"
         if _cuda_usable():
             return _use_cuda(threads), None, f"cuda from {where}, {cpu}"
         if config_device == "cuda":
@@ -339,6 +349,8 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
     where = f"slot {slot.label} (CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices})"
     if fake is not None:
         return _use_cpu(threads), slot, f"fake GPU {where}, computing on cpu, {cpu}"
+    if cpu_only:
+        return _use_cpu(threads), slot, f"GPU {where} held, computing on cpu, {cpu}"
     if _cuda_usable():
         return _use_cuda(threads), slot, f"cuda {where}, {cpu}"
     slot.release()
