@@ -210,6 +210,11 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as valid UTF-8 text: undecodable bytes (surrogate escapes) become ``\\xNN``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> dict[str, Any]:
     out = Path(config["output_dir"])
     final = out / "final_output"
@@ -217,7 +222,7 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
     failures = failure_reasons(out / "logs")
     photos: dict[str, Any] = {}
     for stem, source in sorted(inputs.images.items()):
-        entry: dict[str, Any] = {"input": str(source)}
+        entry: dict[str, Any] = {"input": display_path(source)}
         record = stage2 / stem / "faces.json"
         if record.is_file():
             try:
@@ -248,7 +253,7 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "counts": counts,
         "photos": photos,
-        "skipped": [{"path": str(p), "reason": r} for p, r in inputs.skipped],
+        "skipped": [{"path": display_path(p), "reason": r} for p, r in inputs.skipped],
     }
 
 
