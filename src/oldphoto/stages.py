@@ -24,6 +24,10 @@ class Stage1Result:
     restored: np.ndarray  # the restored photo: input of stages 2-4
 
 
+MIN_NETWORK_GRID = 8
+"""Smallest side (px) of the quality path's network grid the pretrained networks can run on."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 1
 
@@ -57,6 +61,13 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                                              networks["decoder"])
         if mask is None:
             origin = restore.prepare_quality_input(rgb, test_mode)
+            if min(origin.shape[:2]) < MIN_NETWORK_GRID:
+                # The VAE encoder downsamples 4×; a latent side of 1 px makes its instance norm
+                # or reflection padding raise an obscure error (e.g. 3×3 or 13×5 in Full mode).
+                raise BadImageError(None, f"image too small: {rgb.shape[1]}×{rgb.shape[0]} px; "
+                                          f"the restoration networks need a grid of at least "
+                                          f"{MIN_NETWORK_GRID}×{MIN_NETWORK_GRID} px (both "
+                                          "sides ≥ 6 px in test_mode Full)")
             input_image, restored = restore.restore_quality(origin, generator, device)
         else:
             origin = rgb
