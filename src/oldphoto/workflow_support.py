@@ -210,6 +210,61 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
+IMAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_face", "blend_faces")
+
+
+def unfinished_jobs(log_dir: Path) -> dict[str, list[str]]:
+    """image stem -> a reason for each job log that ends neither in "done" nor in a FAILED line.
+
+    Such a job was killed (SIGKILL, the kernel's OOM killer, a cluster's memory or time limit)
+    or its interpreter died: it could not write a reason itself.
+    """
+    reasons: dict[str, list[str]] = {}
+    if not log_dir.is_dir():
+        return reasons
+    for log in sorted(log_dir.glob("*/*.log")):
+        rule = log.parent.name
+        if rule not in IMAGE_RULES:
+            continue
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if any(line.startswith(FAILED_PREFIX) or line.endswith("] done") for line in lines):
+            continue
+        stem = re.sub(r"_\d+$", "", log.stem) if rule == "enhance_face" else log.stem
+        reasons.setdefault(stem, []).append(
+            f"{rule} job ended without finishing or reporting an error (killed by a signal, "
+            f"e.g. out of memory or a time limit); see {display_path(log)}"
+        )
+    return reasons
+
+
+_LOADED_AT = time.time()  # this Snakemake process loaded the workflow: its jobs start later
+
+
+def remove_stale_temp_files(output_dir: Path, older_than: float) -> list[Path]:
+    """Remove the ``.tmp-*`` files of atomic writes interrupted before ``older_than``.
+
+    A job killed while writing leaves its temporary file (never a partial file under a final
+    name).  Called when every job of this run has ended; only files last written before this
+    run started are removed, so a concurrent writer's temporary file is never touched.
+    """
+    from oldphoto.imageio import TEMP_PREFIX
+
+    removed = []
+    if not output_dir.is_dir():
+        return removed
+    for path in output_dir.rglob(f"{TEMP_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 def display_path(path: str | Path) -> str:
     """``path`` as valid UTF-8 text: undecodable bytes (surrogate escapes) become ``\\xNN``."""
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -220,6 +275,7 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
     final = out / "final_output"
     stage2 = out / "stage_2_detection_output"
     failures = failure_reasons(out / "logs")
+    unfinished = unfinished_jobs(out / "logs")
     photos: dict[str, Any] = {}
     for stem, source in sorted(inputs.images.items()):
         entry: dict[str, Any] = {"input": display_path(source)}
@@ -234,6 +290,9 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
         elif stem in failures:
             entry["status"] = "failed"
             entry["reasons"] = failures[stem]
+        elif stem in unfinished:
+            entry["status"] = "failed"
+            entry["reasons"] = unfinished[stem]
         else:
             entry["status"] = "not run"
         photos[stem] = entry
@@ -277,6 +336,7 @@ def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     summary["snakemake_ok"] = ok
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out, older_than=_LOADED_AT)
     write_json(out / SUMMARY_NAME, summary)
     print(summary_line(summary), file=sys.stderr)
     for stem, entry in summary["photos"].items():
