@@ -245,7 +245,11 @@ def slurm_gpus() -> tuple[str, str] | None:
     return None
 
 
-def _use_cpu(threads: int) -> Any:
+def _use_cpu(threads: int, torch_needed: bool = True) -> Any:
+    """The CPU with ``threads`` threads; a job that never uses torch does not import it (~2 s)."""
+    if not torch_needed:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        return "cpu"
     import torch
 
     torch.set_num_threads(threads)
@@ -315,7 +319,7 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
     threads = max(1, int(threads))
     cpu = f"{threads} thread{'s' if threads != 1 else ''}"
     if config_device == "cpu":
-        return _use_cpu(threads), None, f"cpu, {cpu}"
+        return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu}"
 
     if cpu_only:
         config_device = "auto"  # nothing will run on a GPU: never fail for the lack of one
@@ -327,30 +331,30 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
             if config_device == "cuda":
                 raise ConfigError(None, f"device cuda, but Slurm job {job} was given no GPU "
                                         "(set gpu_per_job >= 1)")
-            return _use_cpu(threads), None, f"cpu, {cpu} (Slurm job {job} has no GPU)"
+            return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu} (Slurm job {job} has no GPU)"
         visible = slurm[1]
         where = f"Slurm job {job} (CUDA_VISIBLE_DEVICES={visible})"
         if fake is not None:
-            return _use_cpu(threads), None, f"fake GPU from {where}, computing on cpu, {cpu}"
+            return _use_cpu(threads, not cpu_only), None, f"fake GPU from {where}, computing on cpu, {cpu}"
         if cpu_only:
-            return _use_cpu(threads), None, f"GPU from {where} held, computing on cpu, {cpu}"
+            return _use_cpu(threads, not cpu_only), None, f"GPU from {where} held, computing on cpu, {cpu}"
         if _cuda_usable():
             return _use_cuda(threads), None, f"cuda from {where}, {cpu}"
         if config_device == "cuda":
             raise ConfigError(None, f"device cuda, but torch cannot use the GPU of {where}")
-        return _use_cpu(threads), None, f"cpu, {cpu} (torch cannot use the GPU of {where})"
+        return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu} (torch cannot use the GPU of {where})"
 
     n_gpus, counted_by = count_gpus()
     if n_gpus == 0:
         if config_device == "cuda":
             raise ConfigError(None, f"device cuda, but no GPU is visible ({counted_by})")
-        return _use_cpu(threads), None, f"cpu, {cpu} (no GPU: {counted_by})"
+        return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu} (no GPU: {counted_by})"
     slot = acquire_gpu_slot(n_gpus, lock_dir, jobs_per_gpu, log=log)
     where = f"slot {slot.label} (CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices})"
     if fake is not None:
-        return _use_cpu(threads), slot, f"fake GPU {where}, computing on cpu, {cpu}"
+        return _use_cpu(threads, not cpu_only), slot, f"fake GPU {where}, computing on cpu, {cpu}"
     if cpu_only:
-        return _use_cpu(threads), slot, f"GPU {where} held, computing on cpu, {cpu}"
+        return _use_cpu(threads, not cpu_only), slot, f"GPU {where} held, computing on cpu, {cpu}"
     if _cuda_usable():
         return _use_cuda(threads), slot, f"cuda {where}, {cpu}"
     slot.release()
@@ -358,4 +362,4 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
         raise ConfigError(None, f"device cuda, but torch cannot use a GPU ({counted_by} counts "
                                 f"{n_gpus}; is this torch built with CUDA?)")
     reason = f"torch cannot use the {n_gpus} GPU(s) {counted_by} lists"
-    return _use_cpu(threads), None, f"cpu, {cpu} ({reason})"
+    return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu} ({reason})"

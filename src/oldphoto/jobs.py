@@ -65,6 +65,7 @@ class Job:
                 self.params["device"],
                 self.threads,
                 jobs_per_gpu=self.params.get("jobs_per_gpu", 1),
+                cpu_only=self.backend != "pretrained",
             )
         )
         self.log(f"device: {description}")
