@@ -8,6 +8,8 @@ training-time soft attention.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,8 +53,10 @@ def compose_patches(x: Tensor, m: Tensor, patch_size: int) -> Tensor:
     Returns:
         Tensor: B x C x h x w. ``x`` itself where no patch is masked.
 
-    Raises:
-        ValueError: if every patch of an image is masked (no clean patch to copy from).
+    Where every patch of an image is masked there is nothing to copy from: the official code
+    crashes there (``max(): Expected reduction dim 2 to have non-zero size``) and drops the photo.
+    We keep ``x`` for that image at this scale instead (the attention becomes a no-op; the other
+    scales and F_Combine still run) and warn.
     """
     height, width = x.shape[2:]
     masked = masked_patch_grid(m, patch_size)
@@ -65,9 +69,12 @@ def compose_patches(x: Tensor, m: Tensor, patch_size: int) -> Tensor:
             composed.append(image)
             continue
         if image_masked.all():
-            raise ValueError(
+            warnings.warn(
                 f"patch attention: all {image_masked.numel()} patches of {patch_size}x{patch_size} "
-                f"latent pixels of the {height}x{width} latent are scratched; no clean patch to copy")
+                f"latent pixels of the {height}x{width} latent are scratched; nothing to copy "
+                "from, features kept at this scale", RuntimeWarning, stacklevel=2)
+            composed.append(image)
+            continue
         masked_idx = image_masked.nonzero()[:, 0]
         clean_idx = (~image_masked).nonzero()[:, 0]
         unit = F.normalize(image_patches, dim=0)
