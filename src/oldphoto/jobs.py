@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -107,6 +108,9 @@ def run_job(snakemake: Any, main: Callable[[Job], None]) -> None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         Path(log_path).write_text("", encoding="utf-8")
     job = Job(params, snakemake.input, log_path, threads=snakemake.threads)
+    # Library warnings (e.g. an all-scratched HR scale) belong in the job's log.
+    warnings.showwarning = lambda message, category, *args, **kwargs: job.log(
+        f"warning: {message}")
     code = 0
     try:
         job.log(f"{job.rule} {job.image}: backend {job.backend}")
