@@ -100,6 +100,23 @@ class Job:
             self._log = None
 
 
+# How native libraries report a failed allocation with their own exception types: OpenCV's
+# cv2.error "(-4:Insufficient memory) Failed to allocate ...", torch's OutOfMemoryError
+# "CUDA out of memory" and CPU allocator "can't allocate memory", a C++ std::bad_alloc.
+_ALLOCATION_FAILURES = ("insufficient memory", "out of memory", "can't allocate memory",
+                        "cannot allocate memory", "bad_alloc")
+
+
+def _is_allocation_failure(err: BaseException) -> bool:
+    text = str(err).lower()
+    return any(marker in text for marker in _ALLOCATION_FAILURES)
+
+
+def _out_of_memory(job: Job, params: Mapping[str, Any]) -> str:
+    return (f"out of memory: {job.image} needs more than this job's memory "
+            f"(memory_budget_mb={params.get('memory_budget_mb')})")
+
+
 def run_job(snakemake: Any, main: Callable[[Job], None]) -> None:
     """Run ``main(job)`` for a Snakemake ``script:`` job; exit 1 with one clear line on failure."""
     params = snakemake.params.job
@@ -122,12 +139,15 @@ def run_job(snakemake: Any, main: Callable[[Job], None]) -> None:
         job.fail(err.one_line())
         code = 1
     except MemoryError:
-        job.fail(f"out of memory: {job.image} needs more than this job's memory "
-                 f"(memory_budget_mb={params.get('memory_budget_mb')})")
+        job.fail(_out_of_memory(job, params))
         code = 1
     except Exception as err:  # noqa: BLE001 - one line for the user, the traceback in the log
         job.log(traceback.format_exc())
-        job.fail(f"internal error ({type(err).__name__}): {err}")
+        if _is_allocation_failure(err):
+            job.fail(f"{_out_of_memory(job, params)} ({type(err).__name__}: "
+                     f"{' '.join(str(err).split())[:200]})")
+        else:
+            job.fail(f"internal error ({type(err).__name__}): {err}")
         code = 1
     finally:
         job.close()
