@@ -27,6 +27,7 @@ include: "workflow/rules/stage1.smk"
 include: "workflow/rules/stage2.smk"
 include: "workflow/rules/stage3.smk"
 include: "workflow/rules/stage4.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

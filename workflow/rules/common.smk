@@ -98,7 +98,9 @@ def get_enhanced_faces(wildcards):
 
 
 def get_final_output():
-    return expand(f"{FINAL}/{{image}}.png", image=sorted(INPUTS.images))
+    return expand(f"{FINAL}/{{image}}.png", image=sorted(INPUTS.images)) + get_report_previews(
+        sorted(INPUTS.images)
+    )  # get_report_previews: report.smk
 
 
 def network_resources(mem_mb):

@@ -9,7 +9,12 @@ rule blend_faces:
         enhanced=get_enhanced_faces,
         original=get_input_image,
     output:
-        f"{FINAL}/{{image}}.png",
+        report(
+            f"{FINAL}/{{image}}.png",
+            caption="../report/final.rst",
+            category="Restored photos",
+            labels={"photo": "{image}"},
+        ),
     log:
         f"{LOGS}/blend_faces/{{image}}.log",
     benchmark:

@@ -1,0 +1,295 @@
+"""``oldphoto``: the official ``run.py`` command line on top of the Snakemake workflow.
+
+Every option maps to a config key of the workflow (config/README.md); the command writes those
+settings to ``OUTPUT_FOLDER/oldphoto_config.yaml`` and runs this checkout's Snakefile in a
+subprocess::
+
+    python -m snakemake --snakefile <repo>/Snakefile --directory OUTPUT_FOLDER
+        --configfile OUTPUT_FOLDER/oldphoto_config.yaml --cores N --keep-going --rerun-incomplete
+        [--resources gpu=<number of GPUs>] [extra snakemake arguments]
+
+so a run is incremental and resumable like any Snakemake run, and the same folder can be
+reported on or rerun with plain ``snakemake`` (the command is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
+CONFIG_NAME = "oldphoto_config.yaml"
+REPORT_TARGET = "gallery"
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; the message says what to change."""
+
+
+def workflow_root() -> Path:
+    """The checkout holding the Snakefile: ``$OLDPHOTO_WORKFLOW`` or the editable install's.
+
+    ``oldphoto`` runs the workflow files of the repository (Snakefile, workflow/, config/), which
+    a wheel does not contain; with an editable install (scripts/install.sh, ``pip install -e``)
+    they sit two levels above the package: ``<repo>/src/oldphoto``.
+    """
+    override = os.environ.get("OLDPHOTO_WORKFLOW")
+    if override:
+        root = Path(override).expanduser().resolve()
+        if not (root / "Snakefile").is_file():
+            raise UsageError(f"OLDPHOTO_WORKFLOW={override}: no Snakefile there; point it at an "
+                             "oldphoto checkout")
+        return root
+    import oldphoto
+
+    package = Path(oldphoto.__file__).resolve().parent
+    root = package.parents[1]
+    if package.parent.name == "src" and (root / "Snakefile").is_file() \
+            and (root / "workflow" / "rules" / "common.smk").is_file():
+        return root
+    raise UsageError(
+        f"the oldphoto package at {package} is not inside an oldphoto checkout (no "
+        f"{root / 'Snakefile'}), so the workflow files cannot be found. Install from a clone "
+        "in editable mode (bash scripts/install.sh, or pip install -e <clone>), or set "
+        "OLDPHOTO_WORKFLOW=<clone>."
+    )
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """``--GPU``: None (not given), [] for ``-1`` (CPU), else the distinct GPU indices."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    if items == ["-1"]:
+        return []
+    gpus = []
+    for item in items:
+        if not item.isdigit():
+            raise UsageError(f"--GPU {text!r}: expected -1 (CPU) or a comma-separated list of "
+                             "GPU indices such as 0 or 0,1")
+        if int(item) in gpus:
+            raise UsageError(f"--GPU {text!r}: GPU {item} is listed twice")
+        gpus.append(int(item))
+    return gpus
+
+
+def check_checkpoint_name(name: str, hr: bool) -> None:
+    """run.py's ``--checkpoint_name``: the face model, which ``--HR`` decides."""
+    wanted = FACE_CHECKPOINTS[hr]
+    if name == wanted or (hr and name == FACE_CHECKPOINTS[False]):
+        # run.py's default stays Setting_9_epoch_100 with --HR and then uses FaceSR_512
+        return
+    if name == FACE_CHECKPOINTS[True]:
+        raise UsageError("--checkpoint_name FaceSR_512 is the 512-px face model of --HR; add --HR "
+                         "(or leave --checkpoint_name out)")
+    raise UsageError(
+        f"--checkpoint_name {name!r}: only the official face checkpoints are supported: "
+        f"{FACE_CHECKPOINTS[False]} (default) or {FACE_CHECKPOINTS[True]} with --HR. The "
+        "networks are built for those weights; a retrained checkpoint of the same architecture "
+        "goes in place of the official file under --checkpoints_dir"
+    )
+
+
+HELP_EPILOG = """\
+Every option is a config key of the workflow (config/README.md); the settings are written to
+OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
+  python -m snakemake --snakefile <repo>/Snakefile --directory OUTPUT_FOLDER
+      --configfile OUTPUT_FOLDER/oldphoto_config.yaml --cores N --keep-going --rerun-incomplete
+      [--resources gpu=<number of GPUs>] [EXTRA]
+Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
+Run it again to finish an interrupted run or add photos: only missing work is done.
+
+  --GPU -1     config device=cpu, gpu_per_job=0
+  --GPU 0,1    config device=cuda; --resources gpu=2; CUDA_VISIBLE_DEVICES=0,1 (each network
+               job takes one of those GPUs)
+  (no --GPU)   config device=auto: a GPU when CUDA is available, else the CPU
+  --checkpoint_name  the face model, fixed by --HR: Setting_9_epoch_100, or FaceSR_512 with --HR
+               (no config key; anything else is an error)
+
+Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
+the others are finished), 2 for a command line or configuration error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oldphoto",
+        usage="%(prog)s [options] [-- EXTRA snakemake arguments]",
+        description="Restore old photos (Bringing Old Photos Back to Life, Wan et al. 2020) with "
+                    "the same options as the official run.py, as an incremental Snakemake "
+                    "workflow.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input_folder", default="./test_images/old", metavar="DIR",
+                        help="folder with the photos (config: input_dir; default: %(default)s)")
+    parser.add_argument("--output_folder", default="./output", metavar="DIR",
+                        help="where the stage folders and final_output/ go; also Snakemake's "
+                             "working directory (config: output_dir; default: %(default)s)")
+    parser.add_argument("--GPU", default=None, metavar="LIST",
+                        help="-1 for the CPU, or GPU indices such as 0 or 0,1 (config: device, "
+                             "gpu_per_job; snakemake --resources gpu=N; CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--checkpoint_name", default=FACE_CHECKPOINTS[False], metavar="NAME",
+                        help="face model: Setting_9_epoch_100, or FaceSR_512 with --HR (config: "
+                             "hr decides it; default: %(default)s)")
+    parser.add_argument("--with_scratch", action="store_true",
+                        help="detect and repair scratches (config: with_scratch)")
+    parser.add_argument("--HR", action="store_true",
+                        help="high-resolution mode: patch attention, 512-px faces (config: hr)")
+    parser.add_argument("--backend", choices=("auto", "pretrained", "classical"), default="auto",
+                        help="official networks, the classical no-weights methods, or auto: "
+                             "pretrained where the checkpoints are present (config: backend; "
+                             "default: %(default)s)")
+    parser.add_argument("--checkpoints_dir", default=None, metavar="DIR",
+                        help="official checkpoint layout (Global/checkpoints/..., "
+                             "Face_Enhancement/checkpoints/...), e.g. an official clone (config: "
+                             "checkpoints_dir; default: <repo>/resources/checkpoints)")
+    parser.add_argument("--cores", default="all", metavar="N",
+                        help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
+                             "%(default)s)")
+    parser.add_argument("--dry-run", "-n", action="store_true", dest="dry_run",
+                        help="show the jobs that would run, run nothing (snakemake --dry-run)")
+    parser.add_argument("--report", nargs="?", const="", default=None, metavar="FILE",
+                        help="after the run, build the Snakemake report of every finished photo "
+                             "(snakemake --report FILE gallery; default FILE: "
+                             "OUTPUT_FOLDER/report.html, .zip for big runs)")
+    return parser
+
+
+def settings(args: argparse.Namespace, root: Path) -> dict:
+    """The config keys this command line sets (the rest keep config/config.yaml's defaults)."""
+    gpus = parse_gpus(args.GPU)
+    check_checkpoint_name(args.checkpoint_name, args.HR)
+    input_dir = Path(args.input_folder).expanduser().resolve()
+    if not input_dir.is_dir():
+        raise UsageError(f"--input_folder {args.input_folder}: not a folder")
+    checkpoints = (Path(args.checkpoints_dir).expanduser().resolve() if args.checkpoints_dir
+                   else root / "resources" / "checkpoints")
+    config = {
+        "input_dir": str(input_dir),
+        "output_dir": str(Path(args.output_folder).expanduser().resolve()),
+        "with_scratch": bool(args.with_scratch),
+        "hr": bool(args.HR),
+        "backend": args.backend,
+        "checkpoints_dir": str(checkpoints),
+        # relative paths of config.yaml are relative to the repository; --directory moves them
+        "cache_dir": str(root / "resources" / "cache"),
+    }
+    if gpus == []:
+        config.update(device="cpu", gpu_per_job=0)
+    elif gpus:
+        config["device"] = "cuda"
+    return config
+
+
+def snakemake_command(root: Path, out: Path, config_file: Path, args: argparse.Namespace,
+                      gpus: list[int] | None, extra: Sequence[str] = ()) -> list[str]:
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+        "--directory", str(out), "--configfile", str(config_file),
+        "--cores", str(args.cores), "--keep-going", "--rerun-incomplete",
+    ]
+    if gpus:
+        command += ["--resources", f"gpu={len(gpus)}"]
+    if args.dry_run:
+        command.append("--dry-run")
+    return command + list(extra)
+
+
+def report_command(root: Path, out: Path, config_file: Path, report: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+        "--directory", str(out), "--configfile", str(config_file), "--cores", "1",
+        "--report", str(report), REPORT_TARGET,
+    ]
+
+
+def read_summary(out: Path, since: float) -> dict | None:
+    """This run's run_summary.json (None if the run ended before writing one)."""
+    path = out / "run_summary.json"
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    args = build_parser().parse_args(argv)
+    try:
+        root = workflow_root()
+        config = settings(args, root)
+        gpus = parse_gpus(args.GPU)
+    except UsageError as err:
+        print(f"oldphoto: error: {err}", file=sys.stderr)
+        return 2
+
+    import yaml
+
+    from oldphoto.workflow_support import summary_line
+
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / CONFIG_NAME
+    config_file.write_text(
+        "# Written by the oldphoto command; rerun with the snakemake command it printed.\n"
+        + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+
+    command = snakemake_command(root, out, config_file, args, gpus, extra)
+    print("oldphoto: " + shlex.join(command), file=sys.stderr, flush=True)
+    started = time.time() - 1.0  # file systems with coarse timestamps
+    code = subprocess.run(command, env=env).returncode
+    if args.dry_run:
+        return code
+
+    summary = read_summary(out, started)
+    final = out / "final_output"
+    if summary is None:
+        print(f"oldphoto: the workflow stopped before running (exit {code}); see the messages "
+              "above", file=sys.stderr)
+        return code or 1
+    print(summary_line(summary))
+    for stem, entry in summary["photos"].items():
+        if entry.get("status") == "failed":
+            for reason in entry.get("reasons") or ["see its log under logs/"]:
+                print(f"oldphoto: FAILED {entry.get('input', stem)}: {reason}")
+        elif entry.get("status") == "not run":
+            print(f"oldphoto: NOT RUN {entry.get('input', stem)} (run the command again)")
+    print(f"oldphoto: results in {final}")
+
+    report = out / "report.html"
+    if args.report is not None:
+        report = Path(args.report).expanduser().resolve() if args.report else report
+        built = subprocess.run(report_command(root, out, config_file, report), env=env)
+        if built.returncode == 0:
+            print(f"oldphoto: report in {report}")
+        else:
+            print(f"oldphoto: building the report failed (exit {built.returncode})")
+            code = code or built.returncode
+    else:
+        print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)))
+
+    failed = summary["counts"].get("failed", 0) + summary["counts"].get("not_run", 0)
+    if failed and code == 0:
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""What people look at: the scaled previews and tables of ``snakemake --report``.
+
+The image functions are pure (uint8 RGB arrays in, uint8 RGB arrays out); the workflow's
+``make_preview`` script reads the stage files, calls one of them and writes a JPEG with
+:func:`write_jpeg`.  The table functions read what a run left behind (``run_summary.json``, the
+benchmark TSVs) and return rows whose text is already escaped for reStructuredText, ready for the
+Jinja templates of ``workflow/report/*.rst``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+PREVIEW_WIDTH = 1200
+"""Default width (px) of a before/after preview: sharp on a laptop screen, ~100-200 KB."""
+
+FACE_TILE = 192
+"""Side (px) of one face in a face strip (aligned faces are 256 or 512 px)."""
+
+THUMBNAIL_WIDTH = 480
+"""Width (px) of the report's landing-page thumbnails (embedded, ~10-30 KB each)."""
+
+WHITE = 255
+
+
+def _check_rgb(name: str, image: np.ndarray) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and min(image.shape[:2]) > 0):
+        raise ValueError(f"{name} must be a non-empty uint8 H×W×3 array, got "
+                         f"{getattr(image, 'dtype', None)} {getattr(image, 'shape', None)}")
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    from oldphoto.imageio import resize_to
+
+    return resize_to(image, (max(1, width), max(1, height)))
+
+
+def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
+    """``image`` scaled down (aspect kept) so that it is at most ``max_width`` wide."""
+    _check_rgb("image", image)
+    height, width = image.shape[:2]
+    if width <= max_width:
+        return image
+    return _resize(image, max_width, round(height * max_width / width))
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray, max_width: int = PREVIEW_WIDTH,
+                 gap: int = 8) -> np.ndarray:
+    """``before`` and ``after`` next to each other at one height, at most ``max_width`` wide.
+
+    Both are scaled (aspect ratio kept, never enlarged) to the smaller of their two heights, so a
+    final output at the network grid size still lines up with its original; then both are scaled
+    down together until the pair, with a white ``gap`` between them, fits ``max_width``.
+    """
+    _check_rgb("before", before)
+    _check_rgb("after", after)
+    if max_width < 2 + gap:
+        raise ValueError(f"max_width {max_width} leaves no room for two images and the gap")
+    height = min(before.shape[0], after.shape[0])
+    widths = [image.shape[1] * height / image.shape[0] for image in (before, after)]
+    scale = min(1.0, (max_width - gap) / sum(widths))
+    height = max(1, math.floor(height * scale))
+    sized = [_resize(image, max(1, math.floor(w * scale)), height)
+             for image, w in zip((before, after), widths)]
+    spacer = np.full((height, gap, 3), WHITE, np.uint8)
+    return np.concatenate([sized[0], spacer, sized[1]], axis=1)
+
+
+def mask_overlay(rgb: np.ndarray, mask: np.ndarray, color: Sequence[int] = (255, 0, 0),
+                 opacity: float = 0.6) -> np.ndarray:
+    """The photo with its scratch mask (255 = scratch) painted over it in ``color``.
+
+    Pixels outside the mask are unchanged; masked pixels become
+    ``(1 - opacity) * rgb + opacity * color``, rounded.
+    """
+    _check_rgb("rgb", rgb)
+    if not (isinstance(mask, np.ndarray) and mask.ndim == 2 and mask.shape == rgb.shape[:2]):
+        raise ValueError(f"mask must be an H×W array matching the photo {rgb.shape[:2]}, got "
+                         f"{getattr(mask, 'shape', None)}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
+    tint = np.asarray(color, np.float64).reshape(1, 3)
+    out = rgb.copy()
+    scratch = mask > 0
+    blended = (1.0 - opacity) * rgb[scratch].astype(np.float64) + opacity * tint
+    out[scratch] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def face_strip(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tile: int = FACE_TILE,
+               gap: int = 8, columns: int = 8) -> np.ndarray:
+    """Every face of a photo before (top) and after (below) enhancement, as one image.
+
+    ``pairs`` holds ``(aligned_face, enhanced_face)`` in face order; each becomes a column of two
+    ``tile``-px squares.  After ``columns`` faces the strip wraps to a new row of pairs.
+    White ``gap`` px separate the tiles.
+    """
+    if not pairs:
+        raise ValueError("face_strip needs at least one (aligned, enhanced) pair")
+    if tile < 1 or columns < 1 or gap < 0:
+        raise ValueError(f"bad layout: tile={tile}, columns={columns}, gap={gap}")
+    for index, (aligned, enhanced) in enumerate(pairs, start=1):
+        _check_rgb(f"aligned face {index}", aligned)
+        _check_rgb(f"enhanced face {index}", enhanced)
+    n_cols = min(columns, len(pairs))
+    n_rows = math.ceil(len(pairs) / n_cols)
+    cell_w, cell_h = tile + gap, 2 * tile + gap
+    strip = np.full((n_rows * cell_h + gap, n_cols * cell_w + gap, 3), WHITE, np.uint8)
+    for index, (aligned, enhanced) in enumerate(pairs):
+        row, col = divmod(index, n_cols)
+        x, y = gap + col * cell_w, gap + row * cell_h
+        strip[y:y + tile, x:x + tile] = _resize(aligned, tile, tile)
+        strip[y + tile:y + 2 * tile, x:x + tile] = _resize(enhanced, tile, tile)
+    return strip
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """Baseline JPEG bytes of an RGB image (4:2:0, optimized Huffman tables)."""
+    from PIL import Image
+
+    _check_rgb("rgb", rgb)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="JPEG", quality=quality,
+                                                    optimize=True)
+    return buffer.getvalue()
+
+
+def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int = 85) -> None:
+    """Write a preview JPEG atomically (temp file + rename, like every other output)."""
+    from oldphoto.imageio import write_bytes_atomic
+
+    write_bytes_atomic(path, encode_jpeg(rgb, quality))
+
+
+def thumbnail_data_uri(path: str | Path, max_width: int = THUMBNAIL_WIDTH) -> str:
+    """An image file as a ``data:image/jpeg;base64,...`` URI, scaled to at most ``max_width``."""
+    import base64
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    payload = base64.b64encode(encode_jpeg(fit_width(rgb, max_width))).decode("ascii")
+    return f"data:image/jpeg;base64,{payload}"
+
+
+def thumbnail_grid_html(paths: Sequence[str | Path], columns: int = 3, suffix: str = "",
+                        max_width: int = THUMBNAIL_WIDTH) -> str:
+    """A grid of embedded thumbnails (HTML), each captioned with its file name minus ``suffix``.
+
+    Every image is inlined as a JPEG data URI (:func:`thumbnail_data_uri`), so the page needs no
+    other file; each ``<img>`` has the class ``oldphoto-gallery``.
+    """
+    import html
+
+    cells = []
+    for path in paths:
+        name = Path(path).name
+        if suffix and name.endswith(suffix):
+            name = name[: -len(suffix)]
+        label = html.escape(name, quote=True)
+        cells.append(
+            '<figure style="margin:0">'
+            f'<img class="oldphoto-gallery" src="{thumbnail_data_uri(path, max_width)}" '
+            f'alt="{label}: before and after" title="{label}" '
+            'style="width:100%;max-height:8rem;object-fit:contain;margin:0">'
+            f'<figcaption style="margin:0;font-size:0.75rem">{label}</figcaption></figure>'
+        )
+    return (f'<div class="oldphoto-thumbnails" style="display:grid;gap:0.5rem;'
+            f'grid-template-columns:repeat({int(columns)},minmax(0,1fr))">{"".join(cells)}</div>')
+
+
+def register_thumbnail_directive(max_width: int = THUMBNAIL_WIDTH) -> None:
+    """Register the rst directive ``oldphoto-thumbnails`` (idempotent).
+
+    Its content is one image path per line; it becomes :func:`thumbnail_grid_html` (options
+    ``:columns:`` and ``:suffix:``).  The images are inlined, so the report stays self-contained
+    when it is moved or mailed: Snakemake's own ``embeddedfigure`` leaves the local path in the
+    page (in 9.x its mixin's ``run`` is shadowed by ``Figure.run``).
+    """
+    from docutils import nodes
+    from docutils.parsers.rst import Directive, directives
+
+    class Thumbnails(Directive):
+        has_content = True
+        option_spec = {"columns": directives.positive_int, "suffix": directives.unchanged}
+
+        def run(self):
+            paths = [line.strip() for line in self.content if line.strip()]
+            grid = thumbnail_grid_html(paths, self.options.get("columns", 3),
+                                       self.options.get("suffix", ""), max_width)
+            return [nodes.raw("", grid, format="html")]
+
+    directives.register_directive("oldphoto-thumbnails", Thumbnails)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables for the report's captions
+
+
+_RST_SPECIAL = re.compile(r"([^\w\s])")
+
+
+def rst_text(value: Any) -> str:
+    """``value`` as one line of literal reStructuredText: markup characters backslash-escaped.
+
+    Control characters and newlines become spaces, so a reason can sit in a table cell.
+    """
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    return _RST_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def runtime_table(benchmark_dir: str | Path) -> list[dict[str, Any]]:
+    """Per-rule runtimes aggregated from Snakemake's benchmark files ``<dir>/<rule>/*.tsv``.
+
+    One row per rule, slowest total first: ``rule``, ``jobs``, ``total_s``, ``mean_s``,
+    ``max_s`` (wall-clock seconds) and ``max_rss_mb`` (largest resident set of a job, ``None``
+    when Snakemake could not measure it, as for jobs shorter than its sampling interval).
+    Unreadable or empty files are skipped.
+    """
+    folder = Path(benchmark_dir)
+    rows = []
+    for rule_dir in sorted(p for p in folder.glob("*") if p.is_dir()):
+        seconds: list[float] = []
+        rss: list[float] = []
+        for tsv in sorted(rule_dir.glob("*.tsv")):
+            try:
+                with open(tsv, encoding="utf-8", newline="") as handle:
+                    records = list(csv.DictReader(handle, delimiter="\t"))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                continue
+            for record in records:
+                wall = _number(record.get("s"))
+                if wall is None:
+                    continue
+                seconds.append(wall)
+                peak = _number(record.get("max_rss"))
+                if peak is not None:
+                    rss.append(peak)
+        if seconds:
+            rows.append({
+                "rule": rule_dir.name,
+                "jobs": len(seconds),
+                "total_s": round(sum(seconds), 2),
+                "mean_s": round(sum(seconds) / len(seconds), 2),
+                "max_s": round(max(seconds), 2),
+                "max_rss_mb": round(max(rss), 1) if rss else None,
+            })
+    rows.sort(key=lambda row: (-row["total_s"], row["rule"]))
+    return rows
+
+
+def load_summary(path: str | Path) -> dict[str, Any] | None:
+    """``run_summary.json`` as written at the end of a run, or None if absent or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def summary_rows(summary: dict[str, Any] | None) -> list[dict[str, str]]:
+    """One rst-safe row per photo: ``photo``, ``status``, ``faces``, ``reasons``."""
+    rows = []
+    for stem, entry in sorted(((summary or {}).get("photos") or {}).items()):
+        faces = entry.get("faces")
+        rows.append({
+            "photo": rst_text(stem),
+            "status": rst_text(entry.get("status", "unknown")),
+            "faces": "" if faces is None else str(faces),
+            "reasons": rst_text("; ".join(entry.get("reasons", []))),
+        })
+    return rows
+
+
+def report_tables(summary_path: str | Path, benchmark_dir: str | Path) -> dict[str, Any]:
+    """Everything the run-summary caption shows, computed when the report is built."""
+    summary = load_summary(summary_path)
+    counts = (summary or {}).get("counts", {})
+    return {
+        "found": summary is not None,
+        "backend": rst_text((summary or {}).get("backend", "unknown")),
+        "finished": rst_text((summary or {}).get("finished", "unknown")),
+        "counts": {key: int(value) for key, value in counts.items()},
+        "photos": summary_rows(summary),
+        "skipped": [{"path": rst_text(item.get("path", "")),
+                     "reason": rst_text(item.get("reason", ""))}
+                    for item in (summary or {}).get("skipped", [])],
+        "runtimes": runtime_table(benchmark_dir),
+    }
+
+
+def finished_photos(stems: Iterable[str], final_dir: str | Path) -> list[str]:
+    """The photos whose final output exists (what a report can show), sorted."""
+    folder = Path(final_dir)
+    return sorted(stem for stem in stems if (folder / f"{stem}.png").is_file())
