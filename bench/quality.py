@@ -22,7 +22,7 @@ Targets (the summary line; the exit status is 1 if one fails):
 mean PSNR gain ≥ +1.5 dB, mean SSIM gain ≥ +0.05, scratch F1 ≥ 0.6, and no image made worse by
 more than 0.5 dB (minimum PSNR gain ≥ −0.5 dB).
 
-Usage: ``python bench/quality.py [--subset small|full] [--markdown OUT.md]``
+Usage: ``python bench/quality.py [--subset small|full] [--draws N] [--markdown OUT.md]``
 (``small``: two images downscaled to 256 px, for a quick look; the test suite runs the same
 code on its own small subset.)
 """
@@ -61,8 +61,9 @@ def load_clean(name: str, max_side: int | None = None) -> np.ndarray:
     return image
 
 
-def seed_for(image: str, degradation: str) -> int:
-    return zlib.crc32(f"{image}/{degradation}".encode())
+def seed_for(image: str, degradation: str, draw: int = 0) -> int:
+    """The fixed seed of one synthetic photo (``draw`` > 0: further independent draws)."""
+    return zlib.crc32(f"{image}/{degradation}".encode()) + draw
 
 
 @dataclass
@@ -132,14 +133,14 @@ class Row:
         return self.ssim_after - self.ssim_before
 
 
-def evaluate(name: str, clean: np.ndarray, degradation: str) -> Row:
+def evaluate(name: str, clean: np.ndarray, degradation: str, draw: int = 0) -> Row:
     """Degrade ``clean``, run the classical backend, measure."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from oldphoto import classical
     from oldphoto.degrade import degrade, normalise_kinds
 
-    degraded, truth = degrade(clean, degradation, seed=seed_for(name, degradation))
+    degraded, truth = degrade(clean, degradation, seed=seed_for(name, degradation, draw))
     has_scratches = "scratch" in normalise_kinds(degradation)
     start = time.perf_counter()
     mask = classical.detect_scratches(degraded)
@@ -152,7 +153,8 @@ def evaluate(name: str, clean: np.ndarray, degradation: str) -> Row:
     def ssim(x):
         return float(structural_similarity(clean, x, channel_axis=2, data_range=255))
 
-    return Row(name, degradation, psnr(degraded), psnr(restored), ssim(degraded), ssim(restored),
+    label = name if draw == 0 else f"{name} #{draw}"
+    return Row(label, degradation, psnr(degraded), psnr(restored), ssim(degraded), ssim(restored),
                mask_counts(mask, truth) if has_scratches else None,
                100.0 * float((mask > 0).mean()), seconds)
 
@@ -194,14 +196,16 @@ class Summary:
 
 
 def run(images: tuple[str, ...], degradations: tuple[str, ...] = DEGRADATIONS,
-        max_side: int | None = None, progress=None) -> Summary:
+        max_side: int | None = None, draws: int = 1, progress=None) -> Summary:
+    """Evaluate every image × degradation × draw (draw 0 is the documented fixed seed)."""
     rows = []
     for name in images:
         clean = load_clean(name, max_side)
-        for degradation in degradations:
-            rows.append(evaluate(name, clean, degradation))
-            if progress:
-                progress(rows[-1])
+        for draw in range(draws):
+            for degradation in degradations:
+                rows.append(evaluate(name, clean, degradation, draw))
+                if progress:
+                    progress(rows[-1])
     return Summary(rows)
 
 
@@ -251,18 +255,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subset", choices=("small", "full"), default="full")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="independent degradation draws per image and degradation "
+                             "(default 1: the fixed seeds)")
     args = parser.parse_args(argv)
 
     if args.subset == "small":
         images, max_side = SMALL_IMAGES, 256
     else:
         images, max_side = FULL_IMAGES, None
-    summary = run(images, max_side=max_side,
+    summary = run(images, max_side=max_side, draws=args.draws,
                   progress=lambda r: print(f"  {r.image}/{r.degradation}: "
                                            f"{r.psnr_gain:+.2f} dB", file=sys.stderr))
     from oldphoto.classical import CLASSICAL_VERSION
 
     title = (f"Classical backend {CLASSICAL_VERSION} — subset {args.subset}"
+             + (f", {args.draws} draws" if args.draws > 1 else "")
              + (f" (downscaled to {max_side} px)" if max_side else " (native size)"))
     text = markdown(summary, title)
     print(text)

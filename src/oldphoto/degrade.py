@@ -4,8 +4,9 @@ A clean uint8 RGB image is turned into an "old photo" by a fixed, physically ord
 degradations, each seeded and deterministic:
 
 1. ``blur``    — optical softness: Gaussian blur, sigma ~ U(1.0, 1.8) px.
-2. ``fade``    — chemical fading of the print: contrast ~ U(0.55, 0.65) towards a mid-grey
-   (blacks lifted to ~60, whites pulled down to ~215), then a sepia/yellow colour cast
+2. ``fade``    — chemical fading of the print: contrast ~ U(0.55, 0.65) towards a grey
+   ~ U(130, 175) (blacks lifted to 50-80, whites pulled down to 200-225), then a sepia/yellow
+   colour cast
    (per-channel gains R 1.0, G ~0.90, B ~0.72 plus small offsets: the blue dye fades most).
 3. ``scratch`` — physical damage on the print: white (emulsion gone, shows the paper) and dark
    (dirt, creases) curved scratches 1-4 px wide, soft-edged and of varying opacity, with the
@@ -149,12 +150,13 @@ def draw_params(kinds: Iterable[str], seed: int) -> dict[str, Any]:
     drawn = {
         "blur_sigma": float(rng.uniform(1.0, 1.8)),
         "fade_contrast": float(rng.uniform(0.55, 0.65)),
+        "fade_mid": float(rng.uniform(130.0, 175.0)),
         "fade_cast": (1.0, float(rng.uniform(0.87, 0.93)), float(rng.uniform(0.68, 0.76))),
         "noise_sigma": float(rng.uniform(8.0, 20.0)),
         "jpeg_quality": int(rng.integers(15, 31)),
     }
     kinds = set(kinds)
-    keep = {"blur": ["blur_sigma"], "fade": ["fade_contrast", "fade_cast"],
+    keep = {"blur": ["blur_sigma"], "fade": ["fade_contrast", "fade_mid", "fade_cast"],
             "noise": ["noise_sigma"], "jpeg": ["jpeg_quality"], "scratch": []}
     return {key: drawn[key] for kind in kinds for key in keep[kind]}
 
@@ -191,7 +193,8 @@ def degrade(clean: np.ndarray, kinds: str | Iterable[str], seed: int = 0,
         if kind == "blur":
             image = blur(image, strengths["blur_sigma"])
         elif kind == "fade":
-            image = fade(image, strengths["fade_contrast"], cast=strengths["fade_cast"])
+            image = fade(image, strengths["fade_contrast"], strengths["fade_mid"],
+                         cast=strengths["fade_cast"])
         elif kind == "scratch":
             image, mask = draw_scratches(image, np.random.default_rng([seed, 1]))
         elif kind == "noise":
