@@ -207,7 +207,7 @@ def register_thumbnail_directive(max_width: int = THUMBNAIL_WIDTH) -> None:
 # Tables for the report's captions
 
 
-_RST_SPECIAL = re.compile(r"([^\w\s])")
+_RST_SPECIAL = re.compile(r"([^\w\s]|_)")
 
 
 def rst_text(value: Any) -> str:
