@@ -182,11 +182,14 @@ def thumbnail_grid_html(paths: Sequence[str | Path], columns: int = 3, suffix: s
 def register_thumbnail_directive(max_width: int = THUMBNAIL_WIDTH) -> None:
     """Register the rst directive ``oldphoto-thumbnails`` (idempotent).
 
-    Its content is one image path per line; it becomes :func:`thumbnail_grid_html` (options
-    ``:columns:`` and ``:suffix:``).  The images are inlined, so the report stays self-contained
+    Its content is one percent-encoded image path per line (Jinja's ``urlencode``, so that any
+    file name survives rst); it becomes :func:`thumbnail_grid_html` (options ``:columns:`` and
+    ``:suffix:``).  The images are inlined, so the report stays self-contained
     when it is moved or mailed: Snakemake's own ``embeddedfigure`` leaves the local path in the
     page (in 9.x its mixin's ``run`` is shadowed by ``Figure.run``).
     """
+    from urllib.parse import unquote
+
     from docutils import nodes
     from docutils.parsers.rst import Directive, directives
 
@@ -195,7 +198,7 @@ def register_thumbnail_directive(max_width: int = THUMBNAIL_WIDTH) -> None:
         option_spec = {"columns": directives.positive_int, "suffix": directives.unchanged}
 
         def run(self):
-            paths = [line.strip() for line in self.content if line.strip()]
+            paths = [unquote(line.strip()) for line in self.content if line.strip()]
             grid = thumbnail_grid_html(paths, self.options.get("columns", 3),
                                        self.options.get("suffix", ""), max_width)
             return [nodes.raw("", grid, format="html")]
