@@ -77,11 +77,13 @@ def test_mask_overlay_tints_only_the_scratches():
 def test_face_strip_puts_each_face_above_its_enhancement_and_wraps():
     pairs = [(solid(256, 256, 10 * k), solid(256, 256, 10 * k + 5)) for k in range(1, 4)]
     strip = report.face_strip(pairs, tile=20, gap=2, columns=2)
-    assert strip.shape == (2 * (2 * 20 + 2) + 2, 2 * (20 + 2) + 2, 3)
-    assert (strip[2:22, 2:22] == 10).all() and (strip[22:42, 2:22] == 15).all()
-    assert (strip[2:22, 24:44] == 20).all() and (strip[22:42, 24:44] == 25).all()
-    assert (strip[44:64, 2:22] == 30).all() and (strip[64:84, 2:22] == 35).all()
-    assert (strip[44:84, 24:44] == 255).all()  # no fourth face
+    # columns 2 + 20 + 2 + 20 + 2; rows 2 + (20 + 1 + 20) + 2 + (20 + 1 + 20) + 2
+    assert strip.shape == (88, 46, 3)
+    assert (strip[2:22, 2:22] == 10).all() and (strip[23:43, 2:22] == 15).all()
+    assert (strip[22, 2:22] == 255).all()  # the split between a face and its enhancement
+    assert (strip[2:22, 24:44] == 20).all() and (strip[23:43, 24:44] == 25).all()
+    assert (strip[45:65, 2:22] == 30).all() and (strip[66:86, 2:22] == 35).all()
+    assert (strip[45:88, 24:46] == 255).all()  # no fourth face
     with pytest.raises(ValueError):
         report.face_strip([])
 

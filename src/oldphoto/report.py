@@ -113,13 +113,15 @@ def face_strip(pairs: Sequence[tuple[np.ndarray, np.ndarray]], tile: int = FACE_
         _check_rgb(f"enhanced face {index}", enhanced)
     n_cols = min(columns, len(pairs))
     n_rows = math.ceil(len(pairs) / n_cols)
-    cell_w, cell_h = tile + gap, 2 * tile + gap
+    split = max(1, gap // 2)  # between a face and its enhancement: closer than to the next
+    cell_w, cell_h = tile + gap, 2 * tile + split + gap
     strip = np.full((n_rows * cell_h + gap, n_cols * cell_w + gap, 3), WHITE, np.uint8)
     for index, (aligned, enhanced) in enumerate(pairs):
         row, col = divmod(index, n_cols)
         x, y = gap + col * cell_w, gap + row * cell_h
         strip[y:y + tile, x:x + tile] = _resize(aligned, tile, tile)
-        strip[y + tile:y + 2 * tile, x:x + tile] = _resize(enhanced, tile, tile)
+        below = y + tile + split
+        strip[below:below + tile, x:x + tile] = _resize(enhanced, tile, tile)
     return strip
 
 
