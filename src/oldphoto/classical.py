@@ -29,17 +29,18 @@ CLASSICAL_VERSION = "1.0"
 SCRATCH_PARAMS: dict[str, Any] = {
     "max_width": 5,          # px: widest scratch the top-hat keeps (disc of diameter 2w-1)
     "line_lengths": (21, 41),  # px: oriented mean filters (short for cracks, long for lines)
-    "orientations": 16,      # directions of the line filters (11.25° apart)
+    "orientations": 12,      # directions of the line filters (15° apart)
     "saturation": 50.0,      # grey levels: top-hat clipped here (a fully visible scratch)
     "thresholds": (0.6, 0.75),  # evidence: grow / seed, as fractions of the saturation
-    "defect_contrast": 45.0,  # grey levels: top-hat that may grow a seeded scratch
+    "defect_contrast": 35.0,  # grey levels: top-hat that may grow a seeded scratch
     "noise_factor": 2.5,     # ... at least this many noise sigmas
     "crack_contrast": 40.0,  # grey levels: top-hat of a crack seed
     "crack_length": 20.0,    # px: a crack seed is at least this long
     "crack_width": 3.0,      # px: ... and at most this wide on average
     "tone_quantile": 0.7,    # bright scratches above this luma quantile, dark ones below 1-q
-    "pair_ratio": 0.6,       # opposite top-hat nearby, relative to the line's own ...
-    "pair_share": 0.6,       # ... on more than this share of a line: an object edge, dropped
+    "pair_radius": 6,        # px: an opposite-polarity line this close ...
+    "pair_ratio": 0.5,       # ... with evidence ≥ this × saturation ...
+    "pair_share": 0.6,       # ... along more than this share of a line: an object edge, dropped
     "min_area": 30,
     "min_extent": 0.06,      # a component spans at least this fraction of the image diagonal          # px: smaller components are dropped
 }
@@ -488,24 +489,35 @@ def detect_scratches(rgb: np.ndarray, *,
                      pair_ratio: float = SCRATCH_PARAMS["pair_ratio"],
                      pair_share: float = SCRATCH_PARAMS["pair_share"],
                      min_area: int = SCRATCH_PARAMS["min_area"],
-                     min_extent: float = SCRATCH_PARAMS["min_extent"]) -> np.ndarray:
-    """Scratch mask of a photo: uint8 H×W, 255 on thin bright or dark line defects.
+                     min_extent: float = SCRATCH_PARAMS["min_extent"],
+                     pair_radius: int = SCRATCH_PARAMS["pair_radius"]) -> np.ndarray:
+    """Scratch mask of a photo: uint8 H×W, 255 on thin, long, bright or dark line defects.
 
     1. Luma, lightly smoothed (Gaussian 0.7 px).  Thin bright structures: white top-hat (luma
        minus its opening by a disc of diameter ``2·max_width−1``); thin dark ones: black
-       top-hat.  Edges and wide regions have none.  Per polarity:
-    2. Line evidence, :func:`line_response`: segments of ``line_lengths`` px in
-       ``orientations`` directions over the top-hat clipped at ``saturation`` grey levels.
-    3. Seeds: evidence ≥ ``thresholds[1] × saturation`` (long, consistent lines), plus cracks:
-       components of top-hat ≥ ``crack_contrast`` that are bar-like on their own (length from
-       second moments ≥ ``crack_length`` px, mean width ≤ ``crack_width`` px).
-    4. Growth (hysteresis): the connected pixels with evidence ≥ ``thresholds[0] × saturation``
-       or top-hat ≥ ``max(defect_contrast, noise_factor × sigma)`` (sigma: the estimated
-       noise, :func:`estimate_noise`) that touch a seed — a scratch's weak or bent stretches.
-    5. Components smaller than ``min_area`` px are dropped.
+       top-hat.  Edges and wide regions have none.
+    2. Line evidence per polarity, :func:`line_response`: segments of each of
+       ``line_lengths`` px in ``orientations`` directions over the top-hat clipped at
+       ``saturation`` grey levels (the larger of the lengths' responses).
+    3. Tone: a scratch shows the paper or dirt, so bright candidates must lie above the
+       ``tone_quantile`` of the luma, dark ones below ``1 − tone_quantile``.
+    4. Seeds: evidence ≥ ``thresholds[1] × saturation`` (long, consistent lines); for the
+       bright polarity also cracks: components of top-hat ≥ ``max(crack_contrast, T)`` that
+       are bar-like on their own (second-moment length ≥ ``crack_length`` px, mean width ≤
+       ``crack_width`` px).  ``T = max(defect_contrast, noise_factor × sigma)`` with sigma the
+       estimated noise (:func:`estimate_noise`).  Dark cracks are not seeded this way: short
+       dark thin lines are mostly eyes, lips and hair.
+    5. Growth (hysteresis by connectivity): the 8-connected regions of evidence ≥
+       ``thresholds[0] × saturation`` (bright polarity: or top-hat ≥ ``T``) that hold a seed.
+    6. Object edges out: a region that runs beside a line of the opposite polarity (evidence
+       ≥ ``pair_ratio × saturation`` within ``pair_radius`` px) along more than ``pair_share``
+       of its pixels is a lit rod, a fold, a frame — not a scratch, which lies on the photo.
+    7. Components smaller than ``min_area`` px or spanning less than ``min_extent`` of the
+       image diagonal are dropped.
+
+    The mask marks the scratch body; :func:`restore` grows it before inpainting.
     """
     cv2 = _cv2()
-    from skimage.filters import apply_hysteresis_threshold
 
     image = _as_rgb(rgb)
     y = cv2.GaussianBlur(luminance(image), (0, 0), 0.7)
@@ -514,13 +526,13 @@ def detect_scratches(rgb: np.ndarray, *,
     low, high = thresholds
     tophats = {op: cv2.morphologyEx(y, op, disc, borderType=cv2.BORDER_REFLECT)
                for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT)}
-    near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max_width + 3,) * 2)
+    evidences = {op: np.max([line_response(tophats[op], n, orientations, saturation)
+                             for n in line_lengths], axis=0) for op in tophats}
+    near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pair_radius + 1,) * 2)
     mask = np.zeros(y.shape, bool)
     for op, opposite in ((cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT),
                          (cv2.MORPH_BLACKHAT, cv2.MORPH_TOPHAT)):
-        tophat = tophats[op]
-        evidence = np.max([line_response(tophat, n, orientations, saturation)
-                           for n in line_lengths], axis=0)
+        tophat, evidence = tophats[op], evidences[op]
         # a scratch shows the paper (among the brightest tones) or dirt (among the darkest)
         if op == cv2.MORPH_TOPHAT:
             tone = y >= np.quantile(y, tone_quantile)
@@ -540,8 +552,9 @@ def detect_scratches(rgb: np.ndarray, *,
         seeded = np.zeros(count, bool)
         seeded[labels[seeds]] = True
         seeded[0] = False
-        # a highlight beside a shadow line is an object's edge (a rod, a fold), not a scratch
-        paired = cv2.dilate(tophats[opposite], near) >= pair_ratio * np.maximum(tophat, defect)
+        # a bright line running beside a dark one is an object's edge (a lit rod, a fold): drop
+        # the components that have such a companion along most of their length
+        paired = cv2.dilate(evidences[opposite], near) >= pair_ratio * saturation
         inside = labels > 0
         paired_share = (np.bincount(labels[inside], paired[inside], count)
                         / np.maximum(np.bincount(labels[inside], minlength=count), 1))
