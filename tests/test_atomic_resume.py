@@ -1,11 +1,16 @@
 """Interrupted runs resume to exactly the uninterrupted result, and no partial file is ever
 left under a final name.
 
-* The whole run (Snakemake and its jobs: the process group) is SIGKILLed at seeded random
-  moments, several times in a row (each resume is itself killed), then resumed to the end
-  (``--unlock``, then a rerun; ``--rerun-incomplete`` is in the helper).
-* One job's interpreter is SIGKILLed while it is writing a PNG (found as the process holding a
-  non-empty ``.tmp-*`` file open), while Snakemake carries on.
+One output folder goes through every kind of interruption in turn (so the suite pays for one
+run's work, not one per scenario):
+
+1. one job's interpreter is SIGKILLed while it is writing a PNG (the process of the run that
+   holds a non-empty ``.tmp-*`` file open); Snakemake (without ``--keep-going``) lets the
+   running jobs end and stops, and the summary names the killed job;
+2. the whole run (Snakemake and its jobs: the process group) is SIGKILLed at seeded random
+   moments, three times in a row, each time resumed with ``--unlock`` and a rerun
+   (``--rerun-incomplete``, as in the test helper);
+3. a last rerun completes.
 
 After every kill every PNG under a final name decodes fully; after the completed rerun the
 outputs are byte-identical to an uninterrupted run and no ``.tmp-*`` file remains.
@@ -34,7 +39,7 @@ pytestmark = pytest.mark.workflow
 SEED = 20240611
 STAGES = ("stage_1_restore_output", "stage_2_detection_output", "stage_3_face_output",
           "final_output")
-BIG = "big noisy.png"  # 1000x750, grainy: each of its PNG writes takes a good fraction of a second
+BIG = "big noisy.png"  # 640x480 and grainy: each of its PNG writes takes a visible while
 
 
 def make_photos(folder: Path) -> None:
@@ -42,7 +47,7 @@ def make_photos(folder: Path) -> None:
     make_tiny_photos(folder)
     for name in ("no face.jpg", "scratched.png"):
         (folder / name).unlink()
-    width, height = 1000, 750
+    width, height = 640, 480
     y, x = np.mgrid[0:height, 0:width]
     ramp = np.dstack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)])
     grain = np.random.default_rng(SEED).normal(0, 2, (height, width, 3))
@@ -79,7 +84,7 @@ def assert_pngs_complete(out: Path) -> int:
     return count
 
 
-def start(workdir: Path, config: dict) -> subprocess.Popen:
+def start(workdir: Path, config: dict, keep_going: bool = True) -> subprocess.Popen:
     """The workflow as run_snakemake runs it, in its own process group, not waited for.
 
     Its stderr goes to ``workdir/stderr.txt`` (a pipe nobody reads could fill and block it).
@@ -90,7 +95,8 @@ def start(workdir: Path, config: dict) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(configfile),
-        "--cores", "2", "--keep-going", "--rerun-incomplete", "--latency-wait", "5",
+        "--cores", "2", "--rerun-incomplete", "--latency-wait", "5",
+        *(["--keep-going"] if keep_going else []),
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     with open(workdir / "stderr.txt", "w") as stderr:
@@ -126,34 +132,6 @@ def finish_and_compare(tmp: Path, config: dict, reference_files: dict[str, bytes
     assert summary["counts"]["restored"] == 2 and summary["counts"]["failed"] == 0
 
 
-def test_whole_run_killed_at_seeded_points_resumes_identically(reference, tmp_path):
-    reference_files, duration = reference
-    make_photos(tmp_path / "in")
-    config = workflow_config(tmp_path)
-    out = Path(config["output_dir"])
-    rng = random.Random(SEED)
-    interrupted = []
-    for attempt in range(3):
-        # a moment within the first half of an uninterrupted run (Snakemake's own start-up
-        # included): the resumed run has less left to do, so later kills land earlier in it
-        delay = rng.uniform(0.1, 0.5) * duration
-        proc = start(tmp_path / "work", config)
-        time.sleep(delay)
-        running = proc.poll() is None
-        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
-        proc.wait()
-        if running:
-            interrupted.append((attempt, round(delay, 2),
-                                len(list((out / "final_output").glob("*.png")))
-                                if (out / "final_output").is_dir() else 0))
-        # never a partial file under a final name, whenever the kill came
-        assert_pngs_complete(out)
-        # a SIGKILLed Snakemake leaves its lock behind: the documented resume is unlock + rerun
-        run_snakemake(tmp_path / "work", config, "--unlock")
-    assert len(interrupted) >= 2, f"the kills came after the run had finished: {interrupted}"
-    finish_and_compare(tmp_path, config, reference_files)
-
-
 def _group_pids(pgid: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -184,51 +162,82 @@ def _writer_of(path: Path, pgid: int) -> int | None:
     return None
 
 
-def test_job_killed_while_writing_leaves_no_partial_png(reference, tmp_path):
-    reference_files, _ = reference
-    make_photos(tmp_path / "in")
-    config = workflow_config(tmp_path)
-    out = Path(config["output_dir"])
-    proc = start(tmp_path / "work", config)
-    victim = None
+def kill_a_writer(proc: subprocess.Popen, out: Path) -> tuple[Path, str]:
+    """SIGKILL the first job caught with a non-empty temporary PNG open; (temp file, cmdline)."""
     deadline = time.monotonic() + 300
-    try:
-        while victim is None and proc.poll() is None and time.monotonic() < deadline:
-            for tmp in temp_files(out) if out.is_dir() else []:
-                try:
-                    if tmp.stat().st_size == 0:
-                        continue  # not a byte written yet: wait for a real mid-write moment
-                except OSError:
-                    continue  # renamed meanwhile: that write is complete
-                pid = _writer_of(tmp, proc.pid)
-                if pid is None:
-                    continue
+    while proc.poll() is None and time.monotonic() < deadline:
+        for tmp in temp_files(out) if out.is_dir() else []:
+            try:
+                if tmp.stat().st_size == 0:
+                    continue  # not a byte written yet: wait for a real mid-write moment
+            except OSError:
+                continue  # renamed meanwhile: that write is complete
+            pid = _writer_of(tmp, proc.pid)
+            if pid is None:
+                continue
+            try:
                 with open(f"/proc/{pid}/cmdline", "rb") as handle:
                     cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
                 os.kill(pid, signal.SIGKILL)
-                victim = (tmp, cmdline)
-                break
-            time.sleep(0.002)
+            except OSError:
+                continue  # it ended meanwhile
+            return tmp, cmdline
+        time.sleep(0.002)
+    raise AssertionError("no job was caught writing a PNG")
+
+
+def test_interrupted_runs_resume_byte_identical(reference, tmp_path):
+    reference_files, duration = reference
+    make_photos(tmp_path / "in")
+    config = workflow_config(tmp_path)
+    out = Path(config["output_dir"])
+    work = tmp_path / "work"
+
+    # 1. one job killed mid-write; Snakemake stops after the jobs still running
+    proc = start(work, config, keep_going=False)
+    try:
+        tmp, cmdline = kill_a_writer(proc, out)
         proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert victim is not None, "no job was caught writing a PNG"
-    tmp, cmdline = victim
     rule = next(r for r in ("restore_global", "detect_faces", "enhance_face", "blend_faces")
                 if f".{r}.py" in cmdline)
-    # the kill came mid-write: the partial data is still there, under its temporary name only
+    # the kill came mid-write: the partial data exists, under its temporary name only
     assert tmp.is_file() and tmp.stat().st_size > 0
-    assert proc.returncode != 0  # the killed job failed the run; Snakemake finished the rest
+    assert proc.returncode != 0
     assert_pngs_complete(out)
     summary = json.loads((out / "run_summary.json").read_text())
-    failed = {stem: e for stem, e in summary["photos"].items() if e["status"] == "failed"}
-    assert len(failed) == 1, summary["photos"]
-    [(stem, entry)] = failed.items()
+    killed = {stem: e for stem, e in summary["photos"].items()
+              if any(f"{rule} job ended without finishing" in r for r in e.get("reasons", []))}
+    assert len(killed) == 1, summary["photos"]
+    [(stem, entry)] = killed.items()
+    assert entry["status"] == "failed"
     assert not (out / "final_output" / f"{stem}.png").exists()
-    assert any(f"{rule} job ended without finishing" in r for r in entry["reasons"]), entry
-    stderr = (tmp_path / "work" / "stderr.txt").read_text()
+    stderr = (work / "stderr.txt").read_text()
     assert f"oldphoto: FAILED {stem}: {rule} job ended without finishing" in stderr
-    # the next run resumes (no lock to clear: Snakemake ended normally) and cleans up
+
+    # 2. the whole run killed at seeded moments, resumed each time
+    rng = random.Random(SEED)
+    interrupted = []
+    for attempt in range(3):
+        # within the first half of an uninterrupted run (Snakemake's start-up included);
+        # each resume has less left to do, so a later kill may find it finished
+        delay = rng.uniform(0.1, 0.5) * duration
+        proc = start(work, config)
+        time.sleep(delay)
+        running = proc.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
+        proc.wait()
+        if running:
+            done = sorted(p.name for p in (out / "final_output").glob("*.png")) \
+                if (out / "final_output").is_dir() else []
+            interrupted.append((attempt, round(delay, 2), done))
+        assert_pngs_complete(out)  # never a partial file under a final name
+        # a SIGKILLed Snakemake leaves its lock behind: the documented resume is unlock + rerun
+        run_snakemake(work, config, "--unlock")
+    assert len(interrupted) >= 2, f"the kills came after the run had finished: {interrupted}"
+
+    # 3. the completed rerun equals the uninterrupted run; no temporary file is left over
     finish_and_compare(tmp_path, config, reference_files)

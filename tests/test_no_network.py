@@ -82,6 +82,7 @@ if _RECORD:
 
 NETWORK_MODULES = {"urllib", "urllib3", "requests", "http", "httpx", "aiohttp", "socket",
                    "ftplib", "smtplib", "ssl", "websocket", "websockets", "huggingface_hub"}
+NOT_NETWORK = {"urllib.parse"}  # quoting and splitting strings; no I/O
 
 
 def _unshare_works() -> bool:
@@ -154,19 +155,33 @@ def test_guard_is_active_in_snakemake_and_jobs(tmp_path):
     assert "192.0.2.1" in record.read_text()
 
 
-def test_classical_run_is_offline(tmp_path):
+def test_classical_run_with_pretrained_faces_is_offline(tmp_path, recipe_checkpoints):
+    """Every image rule once: classical scratch detection, restoration, face detection and
+    blending, and (only the face checkpoint present, backend auto) the face network with its
+    prepare_checkpoint job.  (The face must survive stage 1 to reach the face network, which
+    the recipe weights' global restoration, noise by design, would not let it.)"""
+    face_only = tmp_path / "checkpoints"
+    face = "Face_Enhancement/checkpoints/Setting_9_epoch_100"
+    shutil.copytree(recipe_checkpoints / face, face_only / face)
     make_tiny_photos(tmp_path / "in")
-    (tmp_path / "in" / "no face.jpg").unlink()  # a face chain and a scratch photo are enough
-    config = workflow_config(tmp_path, with_scratch=True)
+    for extra in ("no face.jpg", "scratched.png"):
+        (tmp_path / "in" / extra).unlink()
+    config = workflow_config(tmp_path, backend="auto", with_scratch=True,
+                             checkpoints_dir=str(face_only))
     proc, attempts = run_offline(tmp_path, config)
     _assert_ok(proc, attempts)
-    final = Path(config["output_dir"]) / "final_output"
-    assert sorted(p.name for p in final.iterdir()) == ["face.png", "scratched.png"]
+    out = Path(config["output_dir"])
+    assert (out / "final_output" / "face.png").is_file()
+    assert "CLASSICAL for the global networks" in proc.stderr
+    for rule in ("detect_scratches", "restore_global", "detect_faces", "enhance_face",
+                 "blend_faces", "prepare_checkpoint"):
+        assert any((out / "logs" / rule).glob("*.log")), rule
+    assert "loaded Setting_9_epoch_100" in (out / "logs/enhance_face/face_1.log").read_text()
 
 
 def test_pretrained_run_is_offline_even_with_downloads_allowed(tmp_path, recipe_checkpoints):
-    """Official-layout checkpoints present, allow_download on: prepare_checkpoint, the network
-    jobs and the face chain run, and nothing touches the network (the download rule exists but
+    """All checkpoints present in the official layout, allow_download on: prepare_checkpoint
+    and the global networks run, nothing touches the network (the download rule exists but
     has nothing to do)."""
     make_tiny_photos(tmp_path / "in")
     for extra in ("no face.jpg", "scratched.png"):
@@ -179,9 +194,10 @@ def test_pretrained_run_is_offline_even_with_downloads_allowed(tmp_path, recipe_
     assert (out / "final_output" / "face.png").is_file()
     assert "backend pretrained" in proc.stderr
     assert not (out / "logs" / "download_checkpoints.log").exists()
-    # the face network ran (a job that loads a checkpoint through the verified cache)
-    assert any((out / "stage_3_face_output" / "each_img").glob("face_*.png"))
-    assert (Path(config["cache_dir"]) / "Setting_9_epoch_100.safetensors").is_file()
+    log = (out / "logs/restore_global/face.log").read_text()
+    for name in ("VAE_A_quality", "mapping_quality", "VAE_B_quality"):
+        assert f"loaded {name}" in log
+        assert (Path(config["cache_dir"]) / f"{name}.safetensors").is_file()
 
 
 def test_download_rule_is_the_only_network_access_and_fails_loudly(tmp_path):
@@ -228,7 +244,7 @@ def _network_imports(path: Path) -> list[tuple[str, int, str | None]]:
                            and child.func.attr == "import_module"))):
                 names = [child.args[0].value]
             for name in names:
-                if name.split(".")[0] in NETWORK_MODULES:
+                if name.split(".")[0] in NETWORK_MODULES and name not in NOT_NETWORK:
                     found.append((name, child.lineno, function))
             visit(child, inner)
 
@@ -260,6 +276,7 @@ def test_static_check_sees_imports():
     import tempfile
 
     code = ("import os\nimport urllib.request\nfrom http import client\n"
+            "from urllib.parse import quote\n"
             "def f():\n    import requests\n    importlib.import_module('socket')\n")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.py"
