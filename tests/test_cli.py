@@ -118,7 +118,7 @@ def test_restores_tiny_photos_like_run_py(tmp_path):
     out = tmp_path / "out"
     proc = run_oldphoto("--input_folder", str(tmp_path / "in"), "--output_folder", str(out),
                         "--GPU", "-1", "--with_scratch", "--backend", "classical",
-                        "--cores", "2")
+                        "--cores", "2", "--report")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert sorted(p.name for p in (out / "final_output").iterdir()) == [
         "face.png", "no face.png", "scratched.png"]
@@ -128,6 +128,8 @@ def test_restores_tiny_photos_like_run_py(tmp_path):
     config = yaml.safe_load((out / cli.CONFIG_NAME).read_text())
     assert config["device"] == "cpu" and config["gpu_per_job"] == 0
     assert config["with_scratch"] is True
+    assert f"report in {out / 'report.html'}" in proc.stdout
+    assert 'id="categories"' in (out / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.workflow

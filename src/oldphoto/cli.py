@@ -211,6 +211,17 @@ def report_command(root: Path, out: Path, config_file: Path, report: Path) -> li
     ]
 
 
+def run_to_the_end(command: Sequence[str], env: dict) -> int:
+    """Run ``command``; on Ctrl-C keep waiting while Snakemake (which got the same SIGINT from
+    the terminal) stops its jobs and cleans up, instead of killing it half-way."""
+    process = subprocess.Popen(list(command), env=env)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def read_summary(out: Path, since: float) -> dict | None:
     """This run's run_summary.json (None if the run ended before writing one)."""
     path = out / "run_summary.json"
@@ -254,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = snakemake_command(root, out, config_file, args, gpus, extra)
     print("oldphoto: " + shlex.join(command), file=sys.stderr, flush=True)
     started = time.time() - 1.0  # file systems with coarse timestamps
-    code = subprocess.run(command, env=env).returncode
+    code = run_to_the_end(command, env)
     if args.dry_run:
         return code
 
@@ -276,12 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = out / "report.html"
     if args.report is not None:
         report = Path(args.report).expanduser().resolve() if args.report else report
-        built = subprocess.run(report_command(root, out, config_file, report), env=env)
-        if built.returncode == 0:
+        built = run_to_the_end(report_command(root, out, config_file, report), env)
+        if built == 0:
             print(f"oldphoto: report in {report}")
         else:
-            print(f"oldphoto: building the report failed (exit {built.returncode})")
-            code = code or built.returncode
+            print(f"oldphoto: building the report failed (exit {built})")
+            code = code or built
     else:
         print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)))
 
