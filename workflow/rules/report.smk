@@ -67,9 +67,10 @@ def get_finished_report_items(wildcards):
     items = []
     for image in report_lib.finished_photos(INPUTS.images, FINAL):
         items.append(f"{FINAL}/{image}.png")
-        for preview in (before_after_preview(image), scratch_preview(image), face_preview(image)):
-            if Path(preview).is_file():
-                items.append(preview)
+        previews = [before_after_preview(image), face_preview(image)]
+        if config["with_scratch"]:
+            previews.append(scratch_preview(image))
+        items += [preview for preview in previews if Path(preview).is_file()]
     return items
 
 
