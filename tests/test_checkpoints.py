@@ -183,6 +183,10 @@ def test_round_trip(name, scratch):
     assert all(torch.equal(loaded_state[k], state[k]) for k in state)
     assert all(t.device.type == "cpu" for t in loaded_state.values())
 
+    if name == "FaceSR_512":
+        # Same architecture as Setting_9_epoch_100, whose forward through the cache is compared
+        # below; the 512 generator's forward (~30 s per pass on 2 cores) runs in test_nets.py.
+        return
     direct = nets.build(name)
     direct.load_state_dict(state, strict=True)
     del state, loaded_state
