@@ -38,9 +38,11 @@ SCRATCH_PARAMS: dict[str, Any] = {
     "crack_length": 20.0,    # px: a crack seed is at least this long
     "crack_width": 3.0,      # px: ... and at most this wide on average
     "tone_quantile": 0.7,    # bright scratches above this luma quantile, dark ones below 1-q
-    "pair_radius": 6,        # px: an opposite-polarity line this close ...
-    "pair_ratio": 0.5,       # ... with evidence ≥ this × saturation ...
-    "pair_share": 0.6,       # ... along more than this share of a line: an object edge, dropped
+    "pair_radius": 6,        # px: an opposite-polarity line this close, with evidence ...
+    "pair_ratio": 0.5,       # ... ≥ this × saturation, makes a pixel edge-like; so do ...
+    "flank_distance": 5.0,   # px: ... the two sides of the line at this distance ...
+    "flank_ratio": 0.4,      # ... differing by ≥ this × the line's contrast
+    "edge_share_max": 0.6,   # lines edge-like along more than this share are dropped
     "min_area": 30,
     "min_extent": 0.06,      # a component spans at least this fraction of the image diagonal          # px: smaller components are dropped
 }
@@ -435,7 +437,7 @@ def _line_kernels(length: int, orientations: int, width: float = 1.0) -> list[np
 
 
 def line_response(tophat: np.ndarray, length: int, orientations: int,
-                  saturation: float, width: float = 1.0) -> np.ndarray:
+                  saturation: float, width: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Line evidence of a top-hat image: ``max_θ mean_θ − min_θ mean_θ`` of the clipped top-hat.
 
     ``mean_θ`` averages ``min(tophat, saturation)`` along a segment of ``length`` px at angle θ.
@@ -444,12 +446,46 @@ def line_response(tophat: np.ndarray, length: int, orientations: int,
     ``saturation``.  On a line the best direction collects the whole contrast and the one across
     it almost nothing; on a blob, texture or noise every direction collects about the same, so
     the difference stays small; edges have no top-hat.
+
+    Returns ``(evidence, direction)``: the direction index ``k`` of the best segment, at angle
+    ``π k / orientations`` from the x axis (y pointing down).
     """
     cv2 = _cv2()
     clipped = np.minimum(tophat, np.float32(saturation))
     responses = np.stack([cv2.filter2D(clipped, -1, k, borderType=cv2.BORDER_REFLECT)
                           for k in _line_kernels(length, orientations, width)])
-    return responses.max(axis=0) - responses.min(axis=0)
+    return responses.max(axis=0) - responses.min(axis=0), responses.argmax(axis=0)
+
+
+def flank_difference(gray: np.ndarray, direction: np.ndarray, orientations: int,
+                     distance: float) -> np.ndarray:
+    """|luma on one side − luma on the other| at ``distance`` px across each pixel's line.
+
+    ``direction`` holds the line direction index per pixel (:func:`line_response`); the two
+    flanks are read at ``± distance`` along the normal, on the luma smoothed by 1 px.  A scratch
+    lies on the photo, so the photo continues on both sides of it; a bright or dark line with
+    different sides is the edge of an object (a lit rim, a rod against its shadow).  A flank
+    outside the image gives ``inf``.
+    """
+    cv2 = _cv2()
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    difference = np.zeros_like(smooth)
+    for k in range(orientations):
+        chosen = direction == k
+        if not chosen.any():
+            continue
+        angle = np.pi * k / orientations
+        nx, ny = -np.sin(angle) * distance, np.cos(angle) * distance
+        # outside the photo counts as "different": nothing says the picture continues there
+        sides = [cv2.warpAffine(smooth, np.float32([[1, 0, sx], [0, 1, sy]]),
+                                (smooth.shape[1], smooth.shape[0]),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=np.inf)
+                 for sx, sy in ((nx, ny), (-nx, -ny))]
+        with np.errstate(invalid="ignore"):
+            gap = np.nan_to_num(np.abs(sides[0] - sides[1]), nan=np.inf)
+        difference[chosen] = gap[chosen]
+    return difference
 
 
 def _component_shapes(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -480,17 +516,19 @@ def detect_scratches(rgb: np.ndarray, *,
                      orientations: int = SCRATCH_PARAMS["orientations"],
                      saturation: float = SCRATCH_PARAMS["saturation"],
                      thresholds: tuple[float, float] = SCRATCH_PARAMS["thresholds"],
+                     tone_quantile: float = SCRATCH_PARAMS["tone_quantile"],
                      defect_contrast: float = SCRATCH_PARAMS["defect_contrast"],
                      noise_factor: float = SCRATCH_PARAMS["noise_factor"],
                      crack_contrast: float = SCRATCH_PARAMS["crack_contrast"],
                      crack_length: float = SCRATCH_PARAMS["crack_length"],
                      crack_width: float = SCRATCH_PARAMS["crack_width"],
-                     tone_quantile: float = SCRATCH_PARAMS["tone_quantile"],
+                     pair_radius: int = SCRATCH_PARAMS["pair_radius"],
                      pair_ratio: float = SCRATCH_PARAMS["pair_ratio"],
-                     pair_share: float = SCRATCH_PARAMS["pair_share"],
+                     flank_distance: float = SCRATCH_PARAMS["flank_distance"],
+                     flank_ratio: float = SCRATCH_PARAMS["flank_ratio"],
+                     edge_share_max: float = SCRATCH_PARAMS["edge_share_max"],
                      min_area: int = SCRATCH_PARAMS["min_area"],
-                     min_extent: float = SCRATCH_PARAMS["min_extent"],
-                     pair_radius: int = SCRATCH_PARAMS["pair_radius"]) -> np.ndarray:
+                     min_extent: float = SCRATCH_PARAMS["min_extent"]) -> np.ndarray:
     """Scratch mask of a photo: uint8 H×W, 255 on thin, long, bright or dark line defects.
 
     1. Luma, lightly smoothed (Gaussian 0.7 px).  Thin bright structures: white top-hat (luma
@@ -498,7 +536,7 @@ def detect_scratches(rgb: np.ndarray, *,
        top-hat.  Edges and wide regions have none.
     2. Line evidence per polarity, :func:`line_response`: segments of each of
        ``line_lengths`` px in ``orientations`` directions over the top-hat clipped at
-       ``saturation`` grey levels (the larger of the lengths' responses).
+       ``saturation`` grey levels (the larger of the lengths' responses, and its direction).
     3. Tone: a scratch shows the paper or dirt, so bright candidates must lie above the
        ``tone_quantile`` of the luma, dark ones below ``1 − tone_quantile``.
     4. Seeds: evidence ≥ ``thresholds[1] × saturation`` (long, consistent lines); for the
@@ -509,13 +547,18 @@ def detect_scratches(rgb: np.ndarray, *,
        dark thin lines are mostly eyes, lips and hair.
     5. Growth (hysteresis by connectivity): the 8-connected regions of evidence ≥
        ``thresholds[0] × saturation`` (bright polarity: or top-hat ≥ ``T``) that hold a seed.
-    6. Object edges out: a region that runs beside a line of the opposite polarity (evidence
-       ≥ ``pair_ratio × saturation`` within ``pair_radius`` px) along more than ``pair_share``
-       of its pixels is a lit rod, a fold, a frame — not a scratch, which lies on the photo.
+    6. Object edges out.  A scratch lies *on* the photo: the picture continues on both of its
+       sides.  A pixel is edge-like when a line of the opposite polarity runs within
+       ``pair_radius`` px (evidence ≥ ``pair_ratio × saturation``: a lit rod beside its
+       shadow) or when its two sides, ``flank_distance`` px across the line
+       (:func:`flank_difference`), differ by ≥ ``flank_ratio`` × its contrast (a rim, a frame).
+       Regions edge-like on more than ``edge_share_max`` of their pixels are dropped.
     7. Components smaller than ``min_area`` px or spanning less than ``min_extent`` of the
        image diagonal are dropped.
 
-    The mask marks the scratch body; :func:`restore` grows it before inpainting.
+    The mask marks the scratch body; :func:`restore` grows it before inpainting.  The
+    parameters are in pixels of the image as given: the detector expects scans where a scratch
+    is a few pixels wide (it is tuned on 250-1000 px photos).
     """
     cv2 = _cv2()
 
@@ -526,8 +569,14 @@ def detect_scratches(rgb: np.ndarray, *,
     low, high = thresholds
     tophats = {op: cv2.morphologyEx(y, op, disc, borderType=cv2.BORDER_REFLECT)
                for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT)}
-    evidences = {op: np.max([line_response(tophats[op], n, orientations, saturation)
-                             for n in line_lengths], axis=0) for op in tophats}
+    evidences, directions = {}, {}
+    for op in tophats:
+        per_length = [line_response(tophats[op], n, orientations, saturation)
+                      for n in line_lengths]
+        stack = np.stack([e for e, _ in per_length])
+        best = stack.argmax(axis=0)
+        evidences[op] = stack.max(axis=0)
+        directions[op] = np.choose(best, [d for _, d in per_length])
     near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pair_radius + 1,) * 2)
     mask = np.zeros(y.shape, bool)
     for op, opposite in ((cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT),
@@ -554,11 +603,13 @@ def detect_scratches(rgb: np.ndarray, *,
         seeded[0] = False
         # a bright line running beside a dark one is an object's edge (a lit rod, a fold): drop
         # the components that have such a companion along most of their length
-        paired = cv2.dilate(evidences[opposite], near) >= pair_ratio * saturation
+        flanks = flank_difference(y, directions[op], orientations, flank_distance)
+        edge_like = ((cv2.dilate(evidences[opposite], near) >= pair_ratio * saturation)
+                     | (flanks >= flank_ratio * np.maximum(tophat, defect)))
         inside = labels > 0
-        paired_share = (np.bincount(labels[inside], paired[inside], count)
-                        / np.maximum(np.bincount(labels[inside], minlength=count), 1))
-        seeded &= paired_share <= pair_share
+        edge_share = (np.bincount(labels[inside], edge_like[inside], count)
+                      / np.maximum(np.bincount(labels[inside], minlength=count), 1))
+        seeded &= edge_share <= edge_share_max
         mask |= seeded[labels]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
                                                                connectivity=8)
