@@ -29,8 +29,6 @@ import yaml
 
 from conftest import REPO, make_tiny_photos, workflow_config
 
-pytestmark = pytest.mark.workflow
-
 SITECUSTOMIZE = r'''
 import os, socket, sys
 
@@ -155,6 +153,7 @@ def test_guard_is_active_in_snakemake_and_jobs(tmp_path):
     assert "192.0.2.1" in record.read_text()
 
 
+@pytest.mark.workflow
 def test_classical_run_with_pretrained_faces_is_offline(tmp_path, recipe_checkpoints):
     """Every image rule once: classical scratch detection, restoration, face detection and
     blending, and (only the face checkpoint present, backend auto) the face network with its
@@ -179,6 +178,7 @@ def test_classical_run_with_pretrained_faces_is_offline(tmp_path, recipe_checkpo
     assert "loaded Setting_9_epoch_100" in (out / "logs/enhance_face/face_1.log").read_text()
 
 
+@pytest.mark.workflow
 def test_pretrained_run_is_offline_even_with_downloads_allowed(tmp_path, recipe_checkpoints):
     """All checkpoints present in the official layout, allow_download on: prepare_checkpoint
     and the global networks run, nothing touches the network (the download rule exists but
@@ -200,6 +200,7 @@ def test_pretrained_run_is_offline_even_with_downloads_allowed(tmp_path, recipe_
         assert (Path(config["cache_dir"]) / f"{name}.safetensors").is_file()
 
 
+@pytest.mark.workflow
 def test_download_rule_is_the_only_network_access_and_fails_loudly(tmp_path):
     """Positive control: the download rule is what reaches for the network; offline it fails
     with a clear reason, and the attempt is on record as coming from that rule's job."""
