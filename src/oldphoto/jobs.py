@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from oldphoto.errors import OldPhotoError
+from oldphoto.progress import Heartbeat
 from oldphoto.workflow_support import FAILED_PREFIX
 
 
@@ -36,6 +38,7 @@ class Job:
         self.image = self.params.get("image", "")
         self.backend = self.params.get("backend", "classical")
         self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._lock = threading.Lock()  # the heartbeat thread logs too
         self._started = time.perf_counter()
         self.device: Any = None
         self._stack = ExitStack()
@@ -43,11 +46,12 @@ class Job:
     # -- logging ------------------------------------------------------------------------------
     def log(self, message: str) -> None:
         line = f"[{time.perf_counter() - self._started:7.2f}s] {message}"
-        if self._log:
-            self._log.write(line + "\n")
-            self._log.flush()
-        else:
-            print(line, file=sys.stderr)
+        with self._lock:
+            if self._log:
+                self._log.write(line + "\n")
+                self._log.flush()
+            else:
+                print(line, file=sys.stderr)
 
     def fail(self, reason: str) -> None:
         line = f"{FAILED_PREFIX}{self.rule} {self.image} :: {reason}"
@@ -134,7 +138,8 @@ def run_job(snakemake: Any, main: Callable[[Job], None]) -> None:
         job.log(f"{job.rule} {job.image}: backend {job.backend}")
         if params.get("network"):
             job.open_device()
-        main(job)
+        with Heartbeat(job.log, every=5.0, what=f"{job.rule} {job.image}"):
+            main(job)
         job.log("done")
     except OldPhotoError as err:
         job.fail(err.one_line())

@@ -33,6 +33,28 @@ def discover_inputs(input_dir: str | Path):
     return list_inputs(folder)
 
 
+_TRUTH = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
+    """Turn command-line strings such as ``with_scratch=true`` into booleans, in place.
+
+    Snakemake's ``--config key=value`` parses only Python literals (``True``), so the spelling
+    users type (``true``, ``yes``) would fail the schema.  Only keys the schema declares boolean
+    are touched, and only recognised spellings; anything else is left for the schema to reject.
+    """
+    import yaml
+
+    with open(Path(basedir) / schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    for key, spec in schema.get("properties", {}).items():
+        value = config.get(key)
+        if spec.get("type") == "boolean" and isinstance(value, str):
+            if value.strip().lower() in _TRUTH:
+                config[key] = _TRUTH[value.strip().lower()]
+
+
 def stems_regex(stems: Iterable[str]) -> str:
     """A wildcard constraint that matches exactly the known photo stems."""
     escaped = sorted((re.escape(s) for s in stems), key=len, reverse=True)

@@ -7,8 +7,6 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 # The DAG is built from this checkout's library; jobs import the installed package
 # (scripts/install.sh installs it in editable mode).
 _SRC = str(Path(workflow.basedir) / "src")
@@ -17,6 +15,10 @@ if _SRC not in sys.path:
 
 from oldphoto import workflow_support as ws  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
+
+# `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
+ws.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
+validate(config, schema="../schemas/config.schema.yaml")
 
 OUT = config["output_dir"].rstrip("/")
 S1 = f"{OUT}/stage_1_restore_output"
