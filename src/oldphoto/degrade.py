@@ -6,8 +6,8 @@ degradations, each seeded and deterministic:
 1. ``blur``    — optical softness: Gaussian blur, sigma ~ U(1.0, 1.8) px.
 2. ``fade``    — chemical fading of the print: contrast ~ U(0.55, 0.65) towards a grey
    ~ U(130, 175) (blacks lifted to 50-80, whites pulled down to 200-225), then a sepia/yellow
-   colour cast
-   (per-channel gains R 1.0, G ~0.90, B ~0.72 plus small offsets: the blue dye fades most).
+   cast: per-channel gains R 1.0, G ~ U(0.87, 0.93), B ~ U(0.68, 0.76) and small offsets (the
+   blue dye fades most, the paper yellows).
 3. ``scratch`` — physical damage on the print: white (emulsion gone, shows the paper) and dark
    (dirt, creases) curved scratches 1-4 px wide, soft-edged and of varying opacity, with the
    ground-truth mask of the pixels they visibly changed (see :func:`draw_scratches`).
