@@ -32,8 +32,8 @@ quality = _load_bench()
 
 @pytest.fixture(scope="module")
 def clean():
-    """Three clean photos (colour, grey, colour), 256 px on the long side."""
-    return {name: quality.load_clean(name, 256) for name in ("astronaut", "camera", "coffee")}
+    """The bench's small subset: three clean photos (colour, grey, colour), 256 px long side."""
+    return {name: quality.load_clean(name, 256) for name in quality.SMALL_IMAGES}
 
 
 @pytest.fixture(scope="module")
