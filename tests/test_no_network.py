@@ -12,6 +12,11 @@ Two guards, both on every run here:
 A positive control shows the recorder works: with ``allow_download`` and no checkpoints, the
 download rule tries to fetch the official zips, is recorded, and fails loudly.
 Plus a static check of the library's imports.
+
+The recorder sees Python only.  Binaries are caught by the namespace alone: Snakemake's SLURM
+executor plugin, when installed, runs ``scontrol show config`` as it is imported, which
+connects to slurmctld (127.0.0.1:6817 here) and, with no slurmctld answering, retries for
+about 10 s; in the namespace that fails too and the run does not depend on it.
 """
 
 from __future__ import annotations
