@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from oldphoto.errors import CheckpointError
+from oldphoto.imageio import fsync_dir, write_json
 
 if TYPE_CHECKING:  # heavy imports only where used
     import torch
@@ -393,36 +394,10 @@ def record_path(cache_file: str | Path) -> Path:
     return cache_file.with_name(cache_file.name + ".json")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _temp_beside(target: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return Path(tmp)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_record(cache_file: str | Path) -> dict[str, Any]:
@@ -490,7 +465,7 @@ def convert_to_cache(
         os.replace(tmp, cache_file)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(cache_file.parent)
+    fsync_dir(cache_file.parent)
     cache_stat = cache_file.stat()
 
     record = {
@@ -514,7 +489,7 @@ def convert_to_cache(
     # than the cache: any write after the record then moves the mtime. Retry briefly on coarse
     # clocks; if it never succeeds, load_network simply re-hashes.
     for _ in range(50):
-        _write_json_atomic(record_file, record)
+        write_json(record_file, record)
         if record_file.stat().st_mtime_ns > cache_stat.st_mtime_ns:
             break
         time.sleep(0.005)
