@@ -28,8 +28,11 @@ Scale and Crop modes bring the short side to 256 px and accept any non-empty ima
 
 Memory, per image of ``N = H·W`` pixels at network size, outside the networks: the uint8 origin
 (3N bytes), the float32 network input (12N), the output (12N), and up to ≈ 16·3N bytes transiently
-while one stretched uint8 image is produced.  The networks' activations are far larger and are
-bounded elsewhere (``oldphoto.nets`` attention budget, the job's memory budget).
+while one stretched uint8 image is produced.  The networks' activations are far larger (several
+hundred bytes per pixel): :func:`plan_stage1` estimates the job's peak (:mod:`oldphoto.tiling`)
+and, only when the whole image would exceed the job's memory budget, the generator runs in
+overlapping tiles blended with feathered seams (approximate: instance norm and attention become
+per tile).  Every photo that fits the budget gets the exact official computation.
 """
 
 from __future__ import annotations
@@ -277,21 +280,29 @@ def scratch_network_inputs(rgb: np.ndarray, mask: np.ndarray,
 
 
 def _run_generator(generator: Generator, x: "torch.Tensor", mask: "torch.Tensor | None",
-                   device: Any) -> "torch.Tensor":
+                   device: Any, tile: int | None = None,
+                   log: Callable[[str], None] | None = None) -> "torch.Tensor":
     import torch
 
+    if tile is not None:
+        from oldphoto.tiling import run_tiled
+
+        return run_tiled(generator, x, tile, mask=mask, device=device, log=log)
     with torch.inference_mode():
         x = x.to(device)
         generated = generator(x) if mask is None else generator(x, mask.to(device))
         return generated.detach().to("cpu", torch.float32)
 
 
-def restore_quality(origin: np.ndarray, generator: Generator,
-                    device: Any = "cpu") -> tuple[np.ndarray, "torch.Tensor"]:
+def restore_quality(origin: np.ndarray, generator: Generator, device: Any = "cpu", *,
+                    tile: int | None = None,
+                    log: Callable[[str], None] | None = None) -> tuple[np.ndarray, "torch.Tensor"]:
     """Quality path on a prepared photo (:func:`prepare_quality_input`).
 
     The generator is called as ``generator(x)`` with ``x`` the [-1,1] ``1×3×h×w`` tensor (the
-    official zeros mask is unused by the quality mapping and is not built).
+    official zeros mask is unused by the quality mapping and is not built).  With ``tile`` it runs
+    in tiles of that side (:func:`oldphoto.tiling.run_tiled`, approximate; see
+    :func:`plan_stage1`).
 
     Returns:
         ``(input_image, restored)``: the stretched network input (uint8 ``h×w×3``, the official
@@ -300,11 +311,12 @@ def restore_quality(origin: np.ndarray, generator: Generator,
     """
     x = to_network(origin)
     input_image = official_stretch(x)
-    return input_image, _run_generator(generator, x, None, device)
+    return input_image, _run_generator(generator, x, None, device, tile, log)
 
 
 def restore_scratch(rgb: np.ndarray, mask: np.ndarray, generator: Generator, hr: bool = False,
-                    device: Any = "cpu") -> tuple[np.ndarray, "torch.Tensor"]:
+                    device: Any = "cpu", *, tile: int | None = None,
+                    log: Callable[[str], None] | None = None) -> tuple[np.ndarray, "torch.Tensor"]:
     """Scratch path (standard, or HR with the mask dilated) on the detection-sized photo.
 
     Args:
@@ -314,13 +326,49 @@ def restore_scratch(rgb: np.ndarray, mask: np.ndarray, generator: Generator, hr:
         generator: called as ``generator(x, mask)`` with the hole image and ``1×1×H×W`` mask.
         hr: the official ``--HR`` behaviour (mask dilated 3×3 × 3 before everything else).
         device: where the generator runs.
+        tile: run in tiles of this side (image and mask cut alike; approximate), see
+            :func:`plan_stage1`.
+        log: called once per tile.
 
     Returns:
         ``(input_image, restored)`` as in :func:`restore_quality`; ``input_image`` shows the holes.
     """
     _, x, net_mask = scratch_network_inputs(rgb, mask, hr)
     input_image = official_stretch(x)
-    return input_image, _run_generator(generator, x, net_mask, device)
+    return input_image, _run_generator(generator, x, net_mask, device, tile, log)
+
+
+def stage1_path(with_mask: bool, hr: bool) -> str:
+    """``"quality"``, ``"scratch"`` or ``"hr"``: the network path of a stage-1 job."""
+    if not with_mask:
+        return "quality"
+    return "hr" if hr else "scratch"
+
+
+def plan_stage1(network_rgb: np.ndarray, mask: np.ndarray | None, hr: bool, memory_budget: int,
+                attention_budget: int | None = None, force: str = "auto"):
+    """Whole image or tiles for one photo within ``memory_budget`` bytes of job memory.
+
+    Args:
+        network_rgb: the image the generator sees: the prepared ``origin`` (quality path) or the
+            detection-sized photo (scratch paths).
+        mask: the scratch mask (``None`` on the quality path); dilated here for the HR estimate.
+        hr: HR scratch path.
+        memory_budget: bytes the whole job may use (config ``memory_budget_mb``).
+        attention_budget: bytes of the non-local attention's chunks (the nets default if None).
+        force: ``"auto"``, ``"whole"`` or ``"tiled"`` (benchmarks and tests).
+
+    Returns:
+        :class:`oldphoto.tiling.Stage1Plan`: ``plan.tile`` is ``None`` for the whole image (the
+        exact official computation) and the tile side otherwise.
+    """
+    from oldphoto import tiling
+
+    height, width = network_rgb.shape[:2]
+    path = stage1_path(mask is not None, hr)
+    estimate_mask = dilate_mask(mask, HR_MASK_DILATION) if path == "hr" else None
+    return tiling.plan_stage1(height, width, path, memory_budget,
+                              attention_budget=attention_budget, mask=estimate_mask, force=force)
 
 
 def save_restored(restored: "torch.Tensor", stretch: Stretch = "official") -> np.ndarray:
@@ -338,7 +386,8 @@ def save_restored(restored: "torch.Tensor", stretch: Stretch = "official") -> np
 
 def restore_image(rgb: np.ndarray, generator: Generator, device: Any = "cpu", *,
                   mask: np.ndarray | None = None, test_mode: TestMode = "Full", hr: bool = False,
-                  stretch: Stretch = "official") -> RestoredImages:
+                  stretch: Stretch = "official", memory_budget: int | None = None,
+                  log: Callable[[str], None] | None = None) -> RestoredImages:
     """Stage 1 for one photo: the images of ``origin/``, ``input_image/``, ``restored_image/``.
 
     Args:
@@ -350,14 +399,26 @@ def restore_image(rgb: np.ndarray, generator: Generator, device: Any = "cpu", *,
         test_mode: quality-path geometry, ``"Full"`` by default (run.py's choice).
         hr: scratch path only: dilate the mask (the official ``--HR``).
         stretch: how ``restored`` is written (:func:`save_restored`).
+        memory_budget: bytes the job may use; a photo whose whole-image estimate exceeds it runs
+            in tiles (:func:`plan_stage1`, approximate).  ``None``: always the whole image.
+        log: receives the plan (when ``memory_budget`` is given) and one line per tile.
 
     Raises:
         BadImageError: the photo is too small for the quality path (``path`` is ``None``).
     """
     if mask is None:
         origin = prepare_quality_input(rgb, test_mode)
-        input_image, restored = restore_quality(origin, generator, device)
     else:
         origin = rgb
-        input_image, restored = restore_scratch(rgb, mask, generator, hr, device)
+    tile = None
+    if memory_budget is not None:
+        plan = plan_stage1(origin, mask, hr, memory_budget)
+        tile = plan.tile
+        if log is not None:
+            log(f"stage 1: {plan.describe()}")
+    if mask is None:
+        input_image, restored = restore_quality(origin, generator, device, tile=tile, log=log)
+    else:
+        input_image, restored = restore_scratch(rgb, mask, generator, hr, device, tile=tile,
+                                                log=log)
     return RestoredImages(origin, input_image, save_restored(restored, stretch))

@@ -48,13 +48,23 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                    networks: Mapping[str, Any] | None = None, device: Any = "cpu",
                    test_mode: str = "Full", hr: bool = False,
                    stretch: str = "official", memory_budget_mb: int = 8000,
-                   log: Callable[[str], None] = print) -> Stage1Result:
-    """Global restoration of one photo (quality path, scratch path, or HR scratch path)."""
+                   log: Callable[[str], None] = print, tiling: str = "auto") -> Stage1Result:
+    """Global restoration of one photo (quality path, scratch path, or HR scratch path).
+
+    Pretrained backend: the whole photo at once (the exact official computation) whenever
+    ``oldphoto.tiling`` estimates that the job stays within ``memory_budget_mb``; larger photos
+    run in overlapping tiles with feathered seams (approximate; logged).  ``tiling`` forces
+    ``"whole"`` or ``"tiled"`` (benchmarks, tests).
+    """
     if backend == "pretrained":
         from oldphoto import nets, restore
+        from oldphoto.tiling import ATTENTION_BUDGET_CAP
 
-        # Exact attention in query chunks: half the job's budget for the attention scores.
-        nets.set_attention_budget(memory_budget_mb * 2**20 // 2)
+        budget = memory_budget_mb * 2**20
+        # Exact attention in query chunks: half the job's budget, at most 1 GiB, for the scores
+        # (larger chunks are no faster; see oldphoto.tiling).
+        attention_budget = min(budget // 2, ATTENTION_BUDGET_CAP)
+        nets.set_attention_budget(attention_budget)
 
         assert networks is not None
         generator = restore.global_generator(networks["encoder"], networks["mapping"],
@@ -68,10 +78,18 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                                           f"the restoration networks need a grid of at least "
                                           f"{MIN_NETWORK_GRID}×{MIN_NETWORK_GRID} px (both "
                                           "sides ≥ 6 px in test_mode Full)")
-            input_image, restored = restore.restore_quality(origin, generator, device)
         else:
             origin = rgb
-            input_image, restored = restore.restore_scratch(rgb, mask, generator, hr, device)
+        plan = restore.plan_stage1(origin, mask, hr, budget, attention_budget, force=tiling)
+        log(f"stage 1: {plan.describe()}")
+        if plan.tile is not None and not plan.fits:
+            log("warning: the smallest tile's estimate exceeds memory_budget_mb; running anyway")
+        if mask is None:
+            input_image, restored = restore.restore_quality(origin, generator, device,
+                                                            tile=plan.tile, log=log)
+        else:
+            input_image, restored = restore.restore_scratch(rgb, mask, generator, hr, device,
+                                                            tile=plan.tile, log=log)
         return Stage1Result(origin, input_image, restore.save_restored(restored, stretch))
 
     from oldphoto import classical
