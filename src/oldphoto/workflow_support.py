@@ -56,9 +56,58 @@ def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -
 
 
 def stems_regex(stems: Iterable[str]) -> str:
-    """A wildcard constraint that matches exactly the known photo stems."""
-    escaped = sorted((re.escape(s) for s in stems), key=len, reverse=True)
-    return "|".join(escaped) if escaped else r"(?!x)x"
+    """A wildcard constraint that matches exactly the known photo stems.
+
+    Written as a trie: shared prefixes appear once and sibling characters leading to the same
+    remainder share one character class, so 1,000 numbered scans ``scan 0000``...``scan 0999``
+    become ``scan\\ 0[0-9][0-9][0-9]``.  The length matters: Snakemake re-scans the constraint's
+    text every time it fills in an output pattern (several times per job), so a plain alternation
+    of all stems made building the DAG quadratic in the number of photos
+    (``bench/dag_scaling.py``).
+    """
+    trie: dict[str, dict] = {}
+    for stem in set(stems):
+        node = trie
+        for char in stem:
+            node = node.setdefault(char, {})
+        node[_END] = {}
+    if not trie:
+        return r"(?!x)x"
+    return _trie_regex(trie)
+
+
+_END = ""  # trie key marking the end of a stem (never a character)
+
+
+def _char_class(chars: list[str]) -> str:
+    """A regex matching exactly one of ``chars``: the character, or a class with ranges."""
+    if len(chars) == 1:
+        return re.escape(chars[0])
+    codes = sorted(ord(c) for c in chars)
+    parts, start, previous = [], codes[0], codes[0]
+    for code in codes[1:] + [-1]:
+        if code == previous + 1:
+            previous = code
+            continue
+        if previous - start >= 2:
+            parts.append(f"{re.escape(chr(start))}-{re.escape(chr(previous))}")
+        else:
+            parts.extend(re.escape(chr(c)) for c in range(start, previous + 1))
+        start = previous = code
+    return "[" + "".join(parts) + "]"
+
+
+def _trie_regex(node: dict[str, dict]) -> str:
+    """The remainders of the stems below ``node`` (with ``_END``: the empty one too)."""
+    by_rest: dict[str, list[str]] = {}
+    for char, child in node.items():
+        if char != _END:
+            by_rest.setdefault(_trie_regex(child), []).append(char)
+    alternatives = sorted(_char_class(chars) + rest for rest, chars in by_rest.items())
+    if not alternatives:
+        return ""
+    body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+    return f"(?:{body})?" if _END in node else body
 
 
 # Network rules and the checkpoint group whose backend they use.
