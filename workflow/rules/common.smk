@@ -109,6 +109,69 @@ def network_resources(mem_mb):
     return {"gpu": NETWORK_RULE_GPU, "mem_mb": mem_mb}
 
 
+# ---------------------------------------------------------------------------------------------
+# Report previews (workflow/rules/report.smk)
+
+from oldphoto import report as report_lib  # noqa: E402
+
+REPORT = f"{OUT}/report"
+SUMMARY = f"{OUT}/{ws.SUMMARY_NAME}"
+PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
+
+
+def before_after_preview(image):
+    return f"{REPORT}/previews/{image}.before-after.jpg"
+
+
+def scratch_preview(image):
+    return f"{REPORT}/masks/{image}.scratches.jpg"
+
+
+def face_preview(image):
+    return f"{REPORT}/faces/{image}.faces.jpg"
+
+
+def face_preview_of(image):
+    """Input function: the face strip of ``image`` once stage 2 found faces, else nothing."""
+
+    def _face_preview(wildcards):
+        return [face_preview(image)] if ws.face_count(face_record(image)) else []
+
+    return _face_preview
+
+
+def get_report_previews(images):
+    """What every run makes for the report: per photo a before/after preview, the scratch mask
+    over the photo (with_scratch), and the face strip (photos with faces, after stage 2)."""
+    previews = [before_after_preview(image) for image in images]
+    if config["with_scratch"]:
+        previews += [scratch_preview(image) for image in images]
+    return previews + [face_preview_of(image) for image in images]
+
+
+def get_aligned_faces(wildcards):
+    """Stage-2 aligned faces of this photo (known once stage 2 has run), in face order."""
+    count = ws.face_count(face_record(wildcards.image))
+    return [f"{S2}/{wildcards.image}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
+
+
+def get_finished_report_items(wildcards):
+    """What the report can show: for every photo with a final output, the final output and
+    whichever of its previews exist (files are checked when the report's DAG is built)."""
+    items = []
+    for image in report_lib.finished_photos(INPUTS.images, FINAL):
+        items.append(f"{FINAL}/{image}.png")
+        previews = [before_after_preview(image), face_preview(image)]
+        if config["with_scratch"]:
+            previews.append(scratch_preview(image))
+        items += [preview for preview in previews if Path(preview).is_file()]
+    return items
+
+
+def preview_params(rule):
+    return lambda wc: ws.job_params(config, BACKEND, rule, wc.image)
+
+
 onstart:
     ws.announce(config, BACKEND, INPUTS)
 

@@ -7,10 +7,8 @@
 # `gallery` is the report's target.  It takes every photo that has finished (a photo that failed
 # or has not run yet has no final output, and Snakemake refuses to build a report with a missing
 # item) and the run summary, whose caption shows restored/failed photos with their reasons and
-# per-rule runtimes from the benchmark files, computed when the report is built.  These input
-# functions live here rather than in common.smk because only this file and rule all use them.
-
-from oldphoto import report as report_lib  # noqa: E402  (common.smk put src/ on the path)
+# per-rule runtimes from the benchmark files, computed when the report is built.  The input
+# functions of these rules are in common.smk, with all the others.
 
 
 report: "../report/workflow.rst"
@@ -18,64 +16,6 @@ report: "../report/workflow.rst"
 
 # The landing page (workflow.rst) embeds a thumbnail of every before/after preview.
 report_lib.register_thumbnail_directive()
-
-
-REPORT = f"{OUT}/report"
-SUMMARY = f"{OUT}/{ws.SUMMARY_NAME}"
-PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
-
-
-def before_after_preview(image):
-    return f"{REPORT}/previews/{image}.before-after.jpg"
-
-
-def scratch_preview(image):
-    return f"{REPORT}/masks/{image}.scratches.jpg"
-
-
-def face_preview(image):
-    return f"{REPORT}/faces/{image}.faces.jpg"
-
-
-def face_preview_of(image):
-    """Input function: the face strip of ``image`` once stage 2 found faces, else nothing."""
-
-    def _face_preview(wildcards):
-        return [face_preview(image)] if ws.face_count(face_record(image)) else []
-
-    return _face_preview
-
-
-def get_report_previews(images):
-    """What every run makes for the report: per photo a before/after preview, the scratch mask
-    over the photo (with_scratch), and the face strip (photos with faces, after stage 2)."""
-    previews = [before_after_preview(image) for image in images]
-    if config["with_scratch"]:
-        previews += [scratch_preview(image) for image in images]
-    return previews + [face_preview_of(image) for image in images]
-
-
-def get_aligned_faces(wildcards):
-    """Stage-2 aligned faces of this photo (known once stage 2 has run), in face order."""
-    count = ws.face_count(face_record(wildcards.image))
-    return [f"{S2}/{wildcards.image}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
-
-
-def get_finished_report_items(wildcards):
-    """What the report can show: for every photo with a final output, the final output and
-    whichever of its previews exist (files are checked when the report's DAG is built)."""
-    items = []
-    for image in report_lib.finished_photos(INPUTS.images, FINAL):
-        items.append(f"{FINAL}/{image}.png")
-        previews = [before_after_preview(image), face_preview(image)]
-        if config["with_scratch"]:
-            previews.append(scratch_preview(image))
-        items += [preview for preview in previews if Path(preview).is_file()]
-    return items
-
-
-def preview_params(rule):
-    return lambda wc: ws.job_params(config, BACKEND, rule, wc.image)
 
 
 rule make_preview:
