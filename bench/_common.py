@@ -3,6 +3,14 @@
 Every benchmark prints :func:`machine_markdown` next to its numbers: timings on the shared 2-core
 machines drift with the other jobs running there, so the load average before and after a
 measurement is part of the result.
+
+``scontrol``: Snakemake imports every installed executor plugin at start-up, and
+snakemake-executor-plugin-slurm runs ``scontrol show config`` while being imported.  On a machine
+with the Slurm client installed but no reachable controller (these test machines, between the
+Slurm tests) that call waits 9 s for its connection to fail, on **every** ``snakemake`` start.
+The benchmarks measure the workflow, not that: :func:`run_snakemake` puts a stub ``scontrol``
+that fails at once first on ``PATH`` (as on a machine without Slurm) unless
+``OLDPHOTO_BENCH_REAL_SCONTROL=1``; :func:`machine_info` times the real one.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,6 +54,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def scontrol_seconds() -> float | None:
+    """Wall time of ``scontrol show config`` (what every snakemake start pays), None if absent."""
+    import shutil
+
+    if shutil.which("scontrol") is None:
+        return None
+    start = time.perf_counter()
+    subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=30)
+    return time.perf_counter() - start
+
+
+def stub_path() -> str:
+    """A PATH whose first entry holds an ``scontrol`` that fails at once (see the docstring)."""
+    folder = Path(tempfile.gettempdir()) / "oldphoto-bench-bin"
+    folder.mkdir(exist_ok=True)
+    stub = folder / "scontrol"
+    if not stub.exists():
+        stub.write_text("#!/bin/sh\necho 'scontrol stub (oldphoto bench)' >&2\nexit 1\n")
+        stub.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def machine_info() -> dict[str, Any]:
     """nproc, RAM, CPU, torch version and default threads (read in a child: no torch import here)."""
     probe = subprocess.run(
@@ -64,6 +95,8 @@ def machine_info() -> dict[str, Any]:
         "gpu": "none (no GPU device was lent to this task)",
         "loadavg": loadavg(),
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
+        "scontrol_s": scontrol_seconds(),
+        "real_scontrol": os.environ.get("OLDPHOTO_BENCH_REAL_SCONTROL") == "1",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
@@ -80,6 +113,12 @@ def machine_markdown(info: dict[str, Any], load_after: str | None = None) -> str
         f"- PYTHONDONTWRITEBYTECODE={info['PYTHONDONTWRITEBYTECODE'] or '(unset)'}; "
         f"run at {info['date']}",
     ]
+    if info.get("scontrol_s") is not None:
+        lines.append(
+            f"- `scontrol show config` takes {info['scontrol_s']:.1f} s here (Slurm client, "
+            "controller " + ("reachable" if info["scontrol_s"] < 2 else "unreachable") + "); "
+            + ("snakemake ran with the real one" if info["real_scontrol"] else
+               "snakemake ran with a stub `scontrol` that fails at once (bench/_common.py)"))
     return "\n".join(lines)
 
 
@@ -116,6 +155,8 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int 
     ]
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO / "src")
+    if os.environ.get("OLDPHOTO_BENCH_REAL_SCONTROL") != "1":
+        full_env["PATH"] = stub_path()
     if env:
         full_env.update(env)
     start = time.perf_counter()
