@@ -29,11 +29,10 @@ How:
 ``--workdir`` keeps the checkpoints, caches and kept scripts between runs (the recipe checkpoints
 take ~30 s to write).
 
-``--what-if-stat-check`` measures a proposed fix: Snakemake touches every output after a job, so
-the cache and its ``.json`` record end with the same mtime, ``load_network``'s size+mtime check
-(``verify="stat"``) never passes and every job re-hashes every checkpoint it loads (sha256 of
-150-370 MB).  With the flag, the records are rewritten after the workflow prepared the caches
-(recorded mtime = the cache's mtime, record newer), as a fixed check would accept them.  Timings on a shared machine move with its load: the load average is printed.
+Snakemake touches a job's outputs when it ends, so a prepared cache no longer carries the mtime
+its record holds: the first load re-hashes it once and writes a ``.verified`` stamp that later loads
+trust (``oldphoto.checkpoints.stamp_path``); before that stamp, every job re-hashed every
+checkpoint it loaded (sha256 of 150-370 MB, 0.1-1.5 s).  Timings on a shared machine move with its load: the load average is printed.
 """
 
 from __future__ import annotations
@@ -104,21 +103,6 @@ def prepare(workdir: Path, threads: int) -> dict[tuple[str, str], Path]:
                 raise RuntimeError(f"{name}: no {rule} job ran (faces found?)")
             scripts[(name, rule)] = found[-1]
     return scripts
-
-
-def resync_records(workdir: Path) -> int:
-    """Make every cache record match its (touched) cache file: what a fixed stat check sees."""
-    import json
-
-    count = 0
-    for record_file in workdir.glob("cache_*/*.safetensors.json"):
-        cache = record_file.with_suffix("")
-        record = json.loads(record_file.read_text())
-        record["cache_mtime_ns"] = cache.stat().st_mtime_ns
-        time.sleep(0.01)
-        record_file.write_text(json.dumps(record))
-        count += 1
-    return count
 
 
 def parse_log(path: Path) -> list[tuple[float, str]]:
@@ -212,8 +196,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--label", default="", help="a note printed with the results")
-    parser.add_argument("--what-if-stat-check", action="store_true",
-                        help="rewrite the cache records so load_network's stat check passes")
     args = parser.parse_args(argv)
 
     import os
@@ -224,8 +206,6 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     print(f"preparing in {workdir} ...", file=sys.stderr)
     scripts = prepare(workdir, args.threads)
-    if args.what_if_stat_check:
-        print(f"rewrote {resync_records(workdir)} cache records", file=sys.stderr)
 
     results = {}
     for repeat in range(args.repeat):  # interleaved: a load spike hits every job alike

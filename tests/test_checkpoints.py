@@ -7,9 +7,11 @@ temporary folders stay small.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
+import time
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -493,3 +495,70 @@ def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(
     skipped = ck._build_without_init("VAE_A_quality")
     torch.manual_seed(0)
     assert not torch.equal(skipped.weight, torch.nn.Conv2d(2, 3, 1).weight)  # init was skipped
+
+
+def _touch_like_snakemake(*paths: Path) -> None:
+    """Snakemake touches a job's outputs after it ends: cache and record share a new mtime."""
+    now = time.time_ns() + 10_000_000
+    for path in paths:
+        os.utime(path, ns=(now, now))
+
+
+def test_a_touched_cache_is_rehashed_once_then_trusted_by_its_stamp(vae_cache, monkeypatch):
+    _, cache = vae_cache
+    _touch_like_snakemake(cache, ck.record_path(cache))
+    hashed = []
+    real = ck.sha256_file
+    monkeypatch.setattr(ck, "sha256_file", lambda path: hashed.append(path) or real(path))
+
+    ck.load_network("VAE_A_quality", cache)
+    assert hashed == [cache]  # the mtime moved: the bytes decided, once
+    stamp = json.loads(ck.stamp_path(cache).read_text("utf-8"))
+    assert stamp["cache_sha256"] == ck.read_record(cache)["cache_sha256"]
+    assert stamp["mtime_ns"] == cache.stat().st_mtime_ns
+
+    ck.load_network("VAE_A_quality", cache)
+    ck.load_network("VAE_A_quality", cache)
+    assert hashed == [cache]  # later loads trust the stamp
+    ck.load_network("VAE_A_quality", cache, verify="full")
+    assert hashed == [cache, cache]  # "full" always re-hashes
+
+
+def test_a_cache_changed_after_its_stamp_is_refused(vae_cache):
+    _, cache = vae_cache
+    _touch_like_snakemake(cache, ck.record_path(cache))
+    ck.load_network("VAE_A_quality", cache)  # writes the stamp
+    _flip_byte(cache)  # same size, new bytes, new mtime
+    with pytest.raises(CheckpointError, match="changed since it was verified"):
+        ck.load_network("VAE_A_quality", cache)
+
+
+def test_a_forged_or_stale_stamp_is_not_trusted(vae_cache):
+    _, cache = vae_cache
+    _touch_like_snakemake(cache, ck.record_path(cache))
+    ck.load_network("VAE_A_quality", cache)
+    stamp = ck.stamp_path(cache)
+    data = json.loads(stamp.read_text("utf-8"))
+    _flip_byte(cache)
+    st = cache.stat()
+    data.update(mtime_ns=st.st_mtime_ns, cache_sha256="0" * 64)  # fits the stat, not the record
+    stamp.write_text(json.dumps(data), "utf-8")
+    with pytest.raises(CheckpointError, match="changed since it was verified"):
+        ck.load_network("VAE_A_quality", cache)
+    stamp.write_text("{not json", "utf-8")
+    with pytest.raises(CheckpointError, match="changed since it was verified"):
+        ck.load_network("VAE_A_quality", cache)
+
+
+def test_a_cache_folder_that_refuses_the_stamp_still_loads(vae_cache, monkeypatch):
+    _, cache = vae_cache
+    _touch_like_snakemake(cache, ck.record_path(cache))
+
+    def refuse(*args, **kwargs):  # a read-only folder (chmod does not stop root, who runs CI)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ck.tempfile, "mkstemp", refuse)
+    net = ck.load_network("VAE_A_quality", cache)  # re-hashes, cannot stamp, no error
+    assert not ck.stamp_path(cache).exists()
+    assert torch.equal(net.state_dict()["encoder.1.weight"],
+                       recipe_weights("VAE_A_quality")["encoder.1.weight"])

@@ -14,7 +14,8 @@ Three layers, one per moment in a run:
   :func:`convert_to_cache` writes the verified tensors as safetensors plus a JSON record of the
   sha256, size and mtime of both files.
 * **Load fast, per job** -- :func:`load_network` checks the cache against its record (size + mtime
-  by default, full sha256 with ``verify="full"``), memory-maps it and copies the tensors into a
+  by default, or the stamp of its last successful re-hash, see :func:`stamp_path`; full sha256
+  with ``verify="full"``), memory-maps it and copies the tensors into a
   network built without random initialisation.
 
 Legacy files (torch < 1.0):
@@ -70,6 +71,7 @@ __all__ = [
     "verify_official",
     "write_recipe_checkpoints",
     "sha256_file",
+    "stamp_path",
 ]
 
 # -- where the files live ---------------------------------------------------------------------
@@ -519,6 +521,8 @@ def _verify_cache(cache_file: Path, record: Mapping[str, Any], verify: str) -> N
             and record_stat.st_mtime_ns > record["cache_mtime_ns"]
         ):
             return
+        if _read_stamp(cache_file) == _stamp(stat, record):
+            return
     digest = sha256_file(cache_file)  # full check, or mtime moved: the bytes decide
     if digest != record["cache_sha256"]:
         raise CheckpointError(
@@ -526,6 +530,54 @@ def _verify_cache(cache_file: Path, record: Mapping[str, Any], verify: str) -> N
             f"changed since it was verified (sha256 {digest}, recorded {record['cache_sha256']}); "
             "delete it and convert the official file again",
         )
+    _write_stamp(cache_file, _stamp(stat, record))
+
+
+def stamp_path(cache_file: str | Path) -> Path:
+    """The re-verification stamp beside a cache file: ``<cache_file>.verified``.
+
+    Snakemake touches every output after a job, so the cache's mtime no longer equals the one its
+    record holds and the cheap check of :func:`load_network` would fail for every later job (each
+    re-hashing 150-370 MB).  The first load that re-hashes the cache successfully writes this
+    stamp -- the cache's size, mtime, inode and the sha256 it was found to have -- and later loads
+    trust a cache whose stat still equals the stamp.  The stamp is no input or output of any rule
+    (writing it never makes Snakemake rerun anything); when it cannot be written (read-only cache
+    folder) every load simply re-hashes.
+    """
+    cache_file = Path(cache_file)
+    return cache_file.with_name(cache_file.name + ".verified")
+
+
+def _stamp(stat: os.stat_result, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "cache_sha256": record["cache_sha256"],
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ino": stat.st_ino,
+        "dev": stat.st_dev,
+    }
+
+
+def _read_stamp(cache_file: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(stamp_path(cache_file).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_stamp(cache_file: Path, stamp: dict[str, Any]) -> None:
+    target = stamp_path(cache_file)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError:
+        return  # read-only folder: later loads re-hash
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(stamp, handle)
+        os.replace(tmp, target)  # atomic: concurrent jobs each write a whole, equal stamp
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _init_functions() -> frozenset:
