@@ -367,8 +367,10 @@ def plan_stage1(network_rgb: np.ndarray, mask: np.ndarray | None, hr: bool, memo
     height, width = network_rgb.shape[:2]
     path = stage1_path(mask is not None, hr)
     estimate_mask = dilate_mask(mask, HR_MASK_DILATION) if path == "hr" else None
-    return tiling.plan_stage1(height, width, path, memory_budget,
-                              attention_budget=attention_budget, mask=estimate_mask, force=force)
+    # The process as it is now (networks loaded) is the estimate's base, when larger than the model's.
+    base = max(tiling.BASE[path], tiling.process_rss() or 0)
+    return tiling.plan_stage1(height, width, path, memory_budget, attention_budget=attention_budget,
+                              mask=estimate_mask, force=force, base=base)
 
 
 def save_restored(restored: "torch.Tensor", stretch: Stretch = "official") -> np.ndarray:

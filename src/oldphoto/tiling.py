@@ -79,8 +79,30 @@ ATTENTION_BUDGET_CAP = 1 << 30
 budget below 2 GiB); larger chunks are no faster (512 MB chunks of a 16k-position attention run
 as fast as 2 GB ones on 2 cores, 64 MB ones 1.7× slower)."""
 
+WORKSPACE = 64 << 20
+"""Working memory that does not grow with the pixels (allocator arenas, oneDNN scratch): the
+linear fit above underestimates 0.1-0.5 MP images by 45-70 MiB, which matters for small tiles."""
+
 SAFETY = 1.10
 """Estimates are multiplied by this (allocator slack, variation between machines)."""
+
+
+def process_rss() -> int | None:
+    """This process's resident set now (bytes; Linux ``/proc/self/status``), None elsewhere.
+
+    :func:`oldphoto.restore.plan_stage1` uses it as the estimate's base when it exceeds
+    :data:`BASE` -- after the networks are loaded it is exactly the memory the model's ``BASE``
+    stands for, on this machine, with this torch build and device (a CUDA context adds hundreds of
+    MiB that no constant can know).
+    """
+    import re
+
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            match = re.search(r"VmRSS:\s+(\d+) kB", handle.read())
+    except OSError:
+        return None
+    return int(match.group(1)) << 10 if match else None
 
 _ROW_BUFFERS = 2  # score rows alive at once in the chunked attention (nonlocal_arch)
 _PATCH_SIZES = (8, 4, 2)  # HR patch attention scales (latent pixels)
@@ -147,7 +169,7 @@ def _masked_patches(feature_mask: np.ndarray, p: int) -> np.ndarray:
 
 
 def estimate_stage1_memory(h: int, w: int, path: str, *, attention_budget: int | None = None,
-                           mask: np.ndarray | None = None) -> int:
+                           mask: np.ndarray | None = None, base: int | None = None) -> int:
     """Estimated peak RSS (bytes) of a stage-1 job running the whole ``h×w`` network input at once.
 
     Args:
@@ -158,6 +180,8 @@ def estimate_stage1_memory(h: int, w: int, path: str, *, attention_budget: int |
             (``oldphoto.nets.get_attention_budget()`` when None).
         mask: the HR path's (dilated) scratch mask, for its patch-similarity matrices; the worst
             case is assumed without it.
+        base: bytes of the process before the photo (interpreter, torch, networks): the measured
+            :func:`process_rss` when known, :data:`BASE` of the path when None.
     """
     if path not in PATHS:
         raise ValueError(f"unknown stage-1 path {path!r}; expected one of {PATHS}")
@@ -166,20 +190,22 @@ def estimate_stage1_memory(h: int, w: int, path: str, *, attention_budget: int |
 
         attention_budget = get_attention_budget()
     pixels = h * w
-    total = BASE[path] + PER_PIXEL[path] * pixels + attention_bytes(h, w, path, attention_budget,
-                                                                     mask)
+    base = BASE[path] if base is None else base
+    total = (base + WORKSPACE + PER_PIXEL[path] * pixels
+             + attention_bytes(h, w, path, attention_budget, mask))
     return int(total * SAFETY)
 
 
 def estimate_tiled_memory(h: int, w: int, path: str, tile: int, *,
-                          attention_budget: int | None = None) -> int:
+                          attention_budget: int | None = None, base: int | None = None) -> int:
     """Estimated peak RSS (bytes) of the ``h×w`` input run in ``tile×tile`` tiles.
 
     The whole-photo buffers (:data:`IMAGE_BYTES_PER_PIXEL`) plus one tile run as a whole image
     (HR tiles assume the worst-case mask).
     """
     tile_h, tile_w = min(tile, h), min(tile, w)
-    one_tile = estimate_stage1_memory(tile_h, tile_w, path, attention_budget=attention_budget)
+    one_tile = estimate_stage1_memory(tile_h, tile_w, path, attention_budget=attention_budget,
+                                      base=base)
     return int(one_tile + IMAGE_BYTES_PER_PIXEL * h * w * SAFETY)
 
 
@@ -195,6 +221,7 @@ class Stage1Plan:
     tile: int | None = None
     tiled_estimate: int | None = None
     overlap: int = DEFAULT_OVERLAP
+    base: int | None = None
 
     @property
     def fits(self) -> bool:
@@ -205,6 +232,8 @@ class Stage1Plan:
         mib = 2**20
         whole = (f"whole-image estimate {self.whole_estimate / mib:.0f} MiB, budget "
                  f"{self.budget / mib:.0f} MiB")
+        if self.base is not None:
+            whole += f", process before the photo {self.base / mib:.0f} MiB"
         if self.tile is None:
             return f"whole image {self.width}×{self.height} ({whole}; exact)"
         tiles = (len(tile_starts(self.height, min(self.tile, self.height), self.overlap))
@@ -217,19 +246,21 @@ class Stage1Plan:
 
 def plan_stage1(h: int, w: int, path: str, budget: int, *, attention_budget: int | None = None,
                 mask: np.ndarray | None = None, overlap: int | None = None,
-                max_tile: int | None = None, force: str = "auto") -> Stage1Plan:
+                max_tile: int | None = None, force: str = "auto",
+                base: int | None = None) -> Stage1Plan:
     """Whole image when its estimate fits ``budget`` (bytes), else the largest tile that fits.
 
     ``force``: ``"auto"`` (the rule above), ``"whole"`` or ``"tiled"`` (benchmarks, tests; at
     least two tiles).  ``overlap`` defaults to :data:`DEFAULT_OVERLAP`, ``max_tile`` to
     :data:`MAX_TILE` for the path.  When not even :data:`MIN_TILE` fits, the plan uses
-    :data:`MIN_TILE` and ``plan.fits`` is False.
+    :data:`MIN_TILE` and ``plan.fits`` is False.  ``base``: see :func:`estimate_stage1_memory`.
     """
     if force not in ("auto", "whole", "tiled"):
         raise ValueError(f"force must be 'auto', 'whole' or 'tiled', not {force!r}")
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
-    whole = estimate_stage1_memory(h, w, path, attention_budget=attention_budget, mask=mask)
-    plan = Stage1Plan(path, h, w, int(budget), whole, overlap=overlap)
+    whole = estimate_stage1_memory(h, w, path, attention_budget=attention_budget, mask=mask,
+                                   base=base)
+    plan = Stage1Plan(path, h, w, int(budget), whole, overlap=overlap, base=base)
     if force == "whole" or (force == "auto" and whole <= budget):
         return plan
     cap = max_tile if max_tile is not None else MAX_TILE[path]
@@ -237,14 +268,15 @@ def plan_stage1(h: int, w: int, path: str, budget: int, *, attention_budget: int
     largest = max(MIN_TILE, largest // ALIGN * ALIGN)
     tile = MIN_TILE
     for candidate in range(largest, MIN_TILE - 1, -ALIGN):
-        if estimate_tiled_memory(h, w, path, candidate,
-                                 attention_budget=attention_budget) <= budget:
+        if estimate_tiled_memory(h, w, path, candidate, attention_budget=attention_budget,
+                                 base=base) <= budget:
             tile = candidate
             break
     if force == "tiled" and tile >= max(h, w) and max(h, w) > MIN_TILE:
         tile = max(MIN_TILE, (max(h, w) // 2 + overlap) // ALIGN * ALIGN)  # at least two tiles
-    estimate = estimate_tiled_memory(h, w, path, tile, attention_budget=attention_budget)
-    return Stage1Plan(path, h, w, int(budget), whole, tile, estimate, overlap)
+    estimate = estimate_tiled_memory(h, w, path, tile, attention_budget=attention_budget,
+                                     base=base)
+    return Stage1Plan(path, h, w, int(budget), whole, tile, estimate, overlap, base)
 
 
 # ---------------------------------------------------------------------------------------------
