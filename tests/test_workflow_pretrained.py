@@ -108,3 +108,46 @@ def test_pretrained_scratch_path_runs(tmp_path, recipe_checkpoints):
     expected = restore.restore_image(rgb16, generator, mask=mask)
     restored = load(out / "stage_1_restore_output/restored_image/scratched.png")
     assert np.array_equal(restored, expected.restored)
+
+
+def test_face_jobs_per_image_equals_per_face_with_one_model_load(tmp_path, recipe_checkpoints):
+    """face_jobs: per_image enhances all faces of a photo in one job (one checkpoint load) and
+    gives the very same faces and final photo as one job per face."""
+    only_faces = tmp_path / "checkpoints"
+    src = recipe_checkpoints / "Face_Enhancement/checkpoints/Setting_9_epoch_100"
+    shutil.copytree(src, only_faces / "Face_Enhancement/checkpoints/Setting_9_epoch_100")
+    made = make_tiny_photos(tmp_path / "tiny")
+    (tmp_path / "in").mkdir()
+    with Image.open(made["face"]) as im:  # two faces: the photo and its mirror image
+        face = im.convert("RGB")
+        pair = Image.new("RGB", (face.width * 2, face.height))
+        pair.paste(face, (0, 0))
+        pair.paste(face.transpose(Image.FLIP_LEFT_RIGHT), (face.width, 0))
+        pair.save(tmp_path / "in" / "pair.png")
+
+    finals, logs = {}, {}
+    for mode in ("per_face", "per_image"):
+        config = workflow_config(tmp_path / mode, backend="auto", face_jobs=mode, threads=2,
+                                 checkpoints_dir=str(only_faces), input_dir=str(tmp_path / "in"),
+                                 cache_dir=str(tmp_path / "cache"))
+        run_snakemake(tmp_path / mode / "work", config)
+        out = Path(config["output_dir"])
+        record = json.loads((out / "stage_2_detection_output/pair/faces.json").read_text())
+        assert len(record["faces"]) == 2
+        finals[mode] = load(out / "final_output/pair.png")
+        if mode == "per_face":
+            faces = [out / f"stage_3_face_output/each_img/pair_{k}.png" for k in (1, 2)]
+        else:
+            faces = [out / f"stage_3_face_output/by_photo/pair/pair_{k}.png" for k in (1, 2)]
+            log = (out / "logs/enhance_faces/pair.log").read_text()
+            assert log.count("loaded Setting_9_epoch_100") == 1, log
+            assert "enhanced pair_1.png" in log and "enhanced pair_2.png" in log
+            assert not (out / "logs/enhance_face").exists()
+            summary = json.loads((out / "run_summary.json").read_text())
+            assert summary["counts"]["with_faces_enhanced"] == 1
+            again = run_snakemake(tmp_path / mode / "work", config)  # incremental: nothing to do
+            assert "Nothing to be done" in again.stderr + again.stdout
+        logs[mode] = [load(path) for path in faces]
+    for a, b in zip(logs["per_face"], logs["per_image"]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(finals["per_face"], finals["per_image"])

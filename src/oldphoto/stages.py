@@ -205,14 +205,20 @@ def read_record(path) -> dict[str, Any]:
 
 
 def read_enhanced_faces(paths) -> dict[int, np.ndarray]:
-    """Enhanced face files ``<image>_<k>.png`` -> {k: face}."""
+    """Enhanced face files ``<image>_<k>.png`` -> {k: face}.
+
+    ``paths`` holds files (``face_jobs: per_face``) or folders of such files (``per_image``).
+    """
     from pathlib import Path
 
     from PIL import Image
 
+    files = []
+    for path in map(Path, paths):
+        files.extend(sorted(path.glob("*.png")) if path.is_dir() else [path])
     faces = {}
-    for path in paths:
-        index = int(Path(path).stem.rsplit("_", 1)[1])
+    for path in files:
+        index = int(path.stem.rsplit("_", 1)[1])
         with Image.open(path) as im:
             faces[index] = np.asarray(im.convert("RGB")).copy()
     return faces

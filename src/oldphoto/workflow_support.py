@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 from oldphoto import __version__
 from oldphoto.errors import CheckpointError, ConfigError
 
-NETWORK_RULES = ("detect_scratches", "restore_global", "enhance_face")
+NETWORK_RULES = ("detect_scratches", "restore_global", "enhance_face", "enhance_faces")
 SUMMARY_NAME = "run_summary.json"
 
 
@@ -115,6 +115,7 @@ RULE_GROUP = {
     "detect_scratches": "global",
     "restore_global": "global",
     "enhance_face": "face",
+    "enhance_faces": "face",
     "prepare_checkpoint": "global",
     "download_checkpoints": "global",
 }
@@ -281,7 +282,8 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
-IMAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_face", "blend_faces")
+IMAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
+               "blend_faces")
 
 
 def unfinished_jobs(log_dir: Path) -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ OUT = config["output_dir"].rstrip("/")
 S1 = f"{OUT}/stage_1_restore_output"
 S2 = f"{OUT}/stage_2_detection_output"
 S3 = f"{OUT}/stage_3_face_output/each_img"
+S3_BY_PHOTO = f"{OUT}/stage_3_face_output/by_photo"  # face_jobs: per_image
 FINAL = f"{OUT}/final_output"
 LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"
@@ -94,8 +95,11 @@ def face_record(image):
 
 
 def get_enhanced_faces(wildcards):
-    """Stage 4 input: every enhanced face of this photo (known once stage 2 has run)."""
+    """Stage 4 input: every enhanced face of this photo (known once stage 2 has run): one file per
+    face (face_jobs: per_face), or the photo's folder of faces (per_image)."""
     count = ws.face_count(face_record(wildcards.image))
+    if count and config["face_jobs"] == "per_image":
+        return [f"{S3_BY_PHOTO}/{wildcards.image}"]
     return [f"{S3}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
 
 

@@ -17,8 +17,9 @@ def scratches(job):
 
 
 def faces(job):
-    pairs = [(job.read_photo(aligned).rgb, job.read_photo(enhanced).rgb)
-             for aligned, enhanced in zip(snakemake.input.aligned, snakemake.input.enhanced)]
+    enhanced = stages.read_enhanced_faces(snakemake.input.enhanced)  # files or a photo's folder
+    pairs = [(job.read_photo(aligned).rgb, enhanced[k])
+             for k, aligned in enumerate(snakemake.input.aligned, start=1)]
     return report.fit_width(report.face_strip(pairs), snakemake.params.width)
 
 
