@@ -16,7 +16,8 @@ Runs (``--runs``):
 * ``old-scratch``: the 8 ``old`` photos with ``with_scratch`` (the official code drops 4 of them);
 * ``faces`` / ``faces-hr``: backend ``auto`` with only the face checkpoints: classical stage 1 and
   the face network on the faces dlib finds (recipe weights turn stage 1 into noise, so the
-  ``old*`` runs find no faces and never reach stage 3);
+  ``old*`` runs find no faces and never reach stage 3); ``faces-per-image``: the same with
+  ``face_jobs: per_image`` (one stage-3 job per photo);
 * ``classical`` / ``classical-scratch``: the classical backend on the 8 / the 4 photos;
 * ``empty``: an empty input folder (the workflow's fixed cost).
 
@@ -50,14 +51,16 @@ RUNS = {
     "old-scratch": ("old", {"with_scratch": True, "hr": False, "backend": "pretrained"}, "all"),
     "faces": ("old", {"with_scratch": False, "hr": False, "backend": "auto"}, "face"),
     "faces-hr": ("old", {"with_scratch": False, "hr": True, "backend": "auto"}, "face"),
+    "faces-per-image": ("old", {"with_scratch": False, "hr": False, "backend": "auto",
+                                "face_jobs": "per_image"}, "face"),
     "classical": ("old", {"with_scratch": False, "hr": False, "backend": "classical"}, "none"),
     "classical-scratch": ("old_w_scratch", {"with_scratch": True, "hr": False,
                                             "backend": "classical"}, "none"),
     "empty": (None, {"with_scratch": False, "hr": False, "backend": "pretrained"}, "all"),
 }
 DEFAULT_RUNS = ["empty", "old", "old-hr", "scratch", "scratch-hr", "faces", "faces-hr",
-                "classical", "classical-scratch"]
-RULE_ORDER = ["detect_scratches", "restore_global", "detect_faces", "enhance_face",
+                "faces-per-image", "classical", "classical-scratch"]
+RULE_ORDER = ["detect_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
               "blend_faces"]
 
 
