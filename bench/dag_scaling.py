@@ -10,7 +10,7 @@ validation, the wildcard constraint, the DAG up to the stage-2 checkpoint) on N 
 N = 10, 100, 1,000 (``--dag-sizes``) with numbered names (``scan 00000``...), and the largest N
 again with random 12-character names.  The target is < 30 s for 1,000 photos.
 
-Part 3 — **the image wildcard constraint** in isolation: ``workflow_support.stems_regex`` of N
+Part 3 — **the image wildcard constraint** in isolation: ``dag.stems_regex`` of N
 stems, compiled and matched against every stage-1 output path, as Snakemake does for each job's
 output; its cost per match shows whether the regex is linear or grows with N.
 
@@ -130,7 +130,7 @@ def dag_times(workdir: Path, sizes: list[int], repeat: int) -> list[str]:
 
 def regex_times(sizes: list[int]) -> list[str]:
     sys.path.insert(0, str(REPO / "src"))
-    from oldphoto.workflow_support import stems_regex
+    from oldphoto.dag import stems_regex
 
     rows = ["| stems N | file names | regex length | compile ms | match all N outputs ms | "
             "µs per match |", "|---|---|---|---|---|---|"]
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         parts += ["### Run time for N photos (classical backend, small photos)", "", *rows, ""]
     parts += ["### DAG build: `snakemake -n` on N tiny photos", "",
               *dag_times(workdir, args.dag_sizes, args.repeat), ""]
-    parts += ["### The image wildcard constraint (`workflow_support.stems_regex`)", "",
+    parts += ["### The image wildcard constraint (`dag.stems_regex`)", "",
               *regex_times(sorted(set(args.dag_sizes) | {10000})), "",
               f"(load average at end: {loadavg()})", ""]
     text = "\n".join(parts)

@@ -288,7 +288,7 @@ def test_very_large_photo_over_memory_fails_with_a_memory_reason(scratch_run):
 ALLOCATION_FAILURE = r'''
 import resource, sys, types
 import numpy as np
-from oldphoto.jobs import run_job
+from oldphoto.jobs import run_request
 
 def main(job):
     import cv2
@@ -298,11 +298,10 @@ def main(job):
     resource.setrlimit(resource.RLIMIT_AS, (room, room))
     cv2.GaussianBlur(image, (0, 0), 2.0)
 
-snakemake = types.SimpleNamespace(
-    params=types.SimpleNamespace(job={"rule": "restore_global", "image": "big one",
-                                      "memory_budget_mb": 300}),
-    log=[sys.argv[1]], input={}, threads=1)
-run_job(snakemake, main)
+request = {"task": "main", "rule": "restore_global", "image": "big one",
+           "settings": {"memory_budget_mb": 300}, "log": sys.argv[1]}
+outcome = run_request(request, {"main": main})
+sys.exit(0 if outcome["ok"] else 1)
 '''
 
 
@@ -334,7 +333,9 @@ def test_tiny_photos_through_the_pretrained_quality_path():
         net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
         return net.eval()
 
-    names = stages.stage1_network_names(with_scratch=False, hr=False)
+    from oldphoto.mode import Mode
+
+    names = Mode(with_scratch=False, hr=False).stage1_networks
     networks = dict(zip(("encoder", "mapping", "decoder"), map(recipe_network, names)))
     for width, height in ((2, 2), (3, 3), (13, 5), (5, 40)):
         with pytest.raises(BadImageError, match="image too small"):

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
-from oldphoto.workflow_support import NETWORK_RULES
+from oldphoto.tasks import NETWORK_TASKS as NETWORK_RULES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

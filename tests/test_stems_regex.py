@@ -1,4 +1,4 @@
-"""The image wildcard constraint (workflow_support.stems_regex): exactly the known stems, short."""
+"""The image wildcard constraint (dag.stems_regex): exactly the known stems, short."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from oldphoto.workflow_support import stems_regex
+from oldphoto.dag import stems_regex
 
 
 def matcher(stems):

@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import yaml
 
-    from oldphoto.workflow_support import summary_line
+    from oldphoto.summary import summary_line
 
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)

@@ -182,8 +182,12 @@ def _try_lock(path: Path) -> int | None:
 
 def acquire_gpu_slot(n_slots: int, lock_dir: str | Path | None = None, jobs_per_gpu: int = 1,
                      *, poll_seconds: float = 0.25, timeout: float | None = None,
-                     log: Log | None = None, set_env: bool = True) -> GpuSlot:
-    """Take a free slot (see :func:`gpu_slot`); the caller releases it (or exits)."""
+                     log: Log | None = None, set_env: bool = True,
+                     only_gpu: int | None = None) -> GpuSlot:
+    """Take a free slot (see :func:`gpu_slot`); the caller releases it (or exits).
+
+    ``only_gpu``: take a slot of that GPU only (a warm worker whose CUDA context lives there).
+    """
     if n_slots < 1:
         raise ValueError(f"no GPU slots to pick from (n_slots={n_slots})")
     if jobs_per_gpu < 1:
@@ -192,7 +196,8 @@ def acquire_gpu_slot(n_slots: int, lock_dir: str | Path | None = None, jobs_per_
     folder.mkdir(parents=True, exist_ok=True)
     visible = visible_device_entries(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     # Spread over the GPUs first: share 0 of every GPU, then share 1, ...
-    order = [(gpu, share) for share in range(jobs_per_gpu) for gpu in range(n_slots)]
+    order = [(gpu, share) for share in range(jobs_per_gpu) for gpu in range(n_slots)
+             if only_gpu is None or gpu == only_gpu]
     deadline = None if timeout is None else time.monotonic() + timeout
     waiting_logged = False
     while True:
@@ -291,7 +296,7 @@ def select_device(config_device: str, threads: int, lock_dir: str | Path | None 
     ``slot.release()`` or the end of the process; prefer :func:`select_device_for_job`.
     """
     device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log,
-                                        cpu_only)
+                                        cpu_only, only_gpu)
     (log or _stderr)(f"device: {description}")
     return device, slot
 
@@ -299,11 +304,12 @@ def select_device(config_device: str, threads: int, lock_dir: str | Path | None 
 @contextlib.contextmanager
 def select_device_for_job(config_device: str, threads: int, jobs_per_gpu: int = 1,
                           lock_dir: str | Path | None = None, log: Log | None = None,
-                          cpu_only: bool = False) -> Iterator[tuple[Any, str]]:
+                          cpu_only: bool = False,
+                          only_gpu: int | None = None) -> Iterator[tuple[Any, str]]:
     """:func:`select_device` for the length of a ``with`` block: yields ``(device, description)``
     (the caller logs ``device: <description>``) and releases the GPU slot at the end."""
     device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log,
-                                        cpu_only)
+                                        cpu_only, only_gpu)
     try:
         yield device, description
     finally:
@@ -312,7 +318,8 @@ def select_device_for_job(config_device: str, threads: int, jobs_per_gpu: int = 
 
 
 def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_per_gpu: int,
-            log: Log | None, cpu_only: bool = False) -> tuple[Any, GpuSlot | None, str]:
+            log: Log | None, cpu_only: bool = False,
+            only_gpu: int | None = None) -> tuple[Any, GpuSlot | None, str]:
     if config_device not in DEVICES:
         raise ConfigError(None, f"device must be one of {', '.join(DEVICES)}, "
                                 f"not {config_device!r}")
@@ -349,7 +356,7 @@ def _select(config_device: str, threads: int, lock_dir: str | Path | None, jobs_
         if config_device == "cuda":
             raise ConfigError(None, f"device cuda, but no GPU is visible ({counted_by})")
         return _use_cpu(threads, not cpu_only), None, f"cpu, {cpu} (no GPU: {counted_by})"
-    slot = acquire_gpu_slot(n_gpus, lock_dir, jobs_per_gpu, log=log)
+    slot = acquire_gpu_slot(n_gpus, lock_dir, jobs_per_gpu, log=log, only_gpu=only_gpu)
     where = f"slot {slot.label} (CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices})"
     if fake is not None:
         return _use_cpu(threads, not cpu_only), slot, f"fake GPU {where}, computing on cpu, {cpu}"

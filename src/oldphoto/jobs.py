@@ -1,12 +1,20 @@
-"""The harness of one workflow job: log file, device, networks, failure reporting.
+"""Running one workflow job: its log, device, cached models, and failure reporting.
 
-Every script in ``workflow/scripts/`` is ``run_job(snakemake, main)`` around a few library calls.
-A failure of one photo is written to the job's log as one line::
+A job request (built by :mod:`oldphoto.job` from the rule's ``shell:`` line) is a plain dict::
+
+    {"task": "restore_global", "rule": "restore_global", "image": "a",
+     "inputs": {"image": "in/a.png"}, "outputs": {"restored": "..."}, "params": {...},
+     "settings": {"device": "cpu", "threads": 2, ...}, "log": "logs/restore_global/a.log"}
+
+:func:`run_request` runs it in this process — a warm worker serving many jobs, or the job's own
+process — and returns ``{"ok": bool, "message": str}``.  A failure of one photo is written to the
+job's log as one line::
 
     FAILED <rule> <image> :: <kind>: <file>: <reason>
 
-and the job exits 1, so Snakemake (``--keep-going``) finishes every other photo and the run
-summary lists the reason.  Nothing heavy is imported unless the job needs it.
+which the client repeats on stderr before exiting 1, so Snakemake (``--keep-going``) finishes
+every other photo and the run summary lists the reason.  Networks and dlib's models are cached
+in :data:`SESSION` for the life of the process, so a warm worker loads each once.
 """
 
 from __future__ import annotations
@@ -22,28 +30,83 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from oldphoto.errors import OldPhotoError
-from oldphoto.progress import Heartbeat
-from oldphoto.workflow_support import FAILED_PREFIX
+
+FAILED_PREFIX = "FAILED "
+
+
+class Session:
+    """What a process keeps between jobs: loaded networks and face models, its GPU binding."""
+
+    def __init__(self) -> None:
+        self.networks: dict[tuple, Any] = {}
+        self.face_models: dict[tuple, Any] = {}
+        self.original_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.bound_gpu: int | None = None  # a CUDA context exists: stay on this GPU
+
+    def network(self, name: str, cache_file: str, device: Any):
+        from oldphoto.checkpoints import load_network
+
+        stat = os.stat(cache_file)
+        key = (name, os.path.realpath(cache_file), stat.st_size, stat.st_mtime_ns, str(device))
+        if key not in self.networks:
+            # one copy per network name: a replaced cache file evicts the old network
+            for old in [k for k in self.networks if k[0] == name]:
+                del self.networks[old]
+            self.networks[key] = load_network(name, cache_file, device=device)
+            return self.networks[key], False
+        return self.networks[key], True
+
+    def faces(self, landmarks: str):
+        from oldphoto import faces
+
+        key = (landmarks,)
+        if key not in self.face_models:
+            self.face_models[key] = faces.load_face_models(landmarks)
+            return self.face_models[key], False
+        return self.face_models[key], True
+
+
+SESSION = Session()
 
 
 class Job:
-    """One running job: its parameters, log and (for network rules) device and networks."""
+    """One running job: its files, parameters, settings, log and (network tasks) device."""
 
-    def __init__(self, params: Mapping[str, Any], inputs: Any, log_path: str | None,
-                 threads: int = 1) -> None:
-        self.params = dict(params)
-        self.inputs = inputs
-        self.threads = max(1, int(threads))
-        self.rule = self.params.get("rule", "job")
-        self.image = self.params.get("image", "")
-        self.backend = self.params.get("backend", "classical")
-        self._log = open(log_path, "a", encoding="utf-8") if log_path else None
-        self._lock = threading.Lock()  # the heartbeat thread logs too
-        self._started = time.perf_counter()
+    def __init__(self, request: Mapping[str, Any], session: Session = SESSION) -> None:
+        self.request = request
+        self.task = request["task"]
+        self.rule = request.get("rule") or self.task
+        self.image = request.get("image", "")
+        self.params: dict[str, Any] = dict(request.get("params") or {})
+        self.settings: dict[str, Any] = dict(request.get("settings") or {})
+        self.inputs: dict[str, Any] = dict(request.get("inputs") or {})
+        self.outputs: dict[str, Any] = dict(request.get("outputs") or {})
+        self.threads = max(1, int(self.settings.get("threads", 1)))
+        self.session = session
         self.device: Any = None
         self._stack = ExitStack()
+        log_path = request.get("log")
+        self._log = None
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "w", encoding="utf-8")
+        self._lock = threading.Lock()  # the heartbeat thread logs too
+        self._started = time.perf_counter()
 
-    # -- logging ------------------------------------------------------------------------------
+    # -- files ----------------------------------------------------------------------------------
+    def input(self, name: str) -> str:
+        value = self.inputs[name]
+        return value[0] if isinstance(value, list) else value
+
+    def inputs_list(self, name: str) -> list[str]:
+        value = self.inputs.get(name, [])
+        return list(value) if isinstance(value, list) else [value]
+
+    def output(self, name: str) -> str:
+        value = self.outputs[name]
+        return value[0] if isinstance(value, list) else value
+
+    # -- logging --------------------------------------------------------------------------------
     def log(self, message: str) -> None:
         line = f"[{time.perf_counter() - self._started:7.2f}s] {message}"
         with self._lock:
@@ -53,55 +116,91 @@ class Job:
             else:
                 print(line, file=sys.stderr)
 
-    def fail(self, reason: str) -> None:
+    def fail_line(self, reason: str) -> str:
         line = f"{FAILED_PREFIX}{self.rule} {self.image} :: {reason}"
         if self._log:
             self._log.write(line + "\n")
             self._log.flush()
-        print(line, file=sys.stderr)
+        return line
 
     # -- resources ------------------------------------------------------------------------------
     def open_device(self) -> None:
-        """Pick this job's device (GPU slot on a workstation, Slurm's GPU, or CPU threads)."""
+        """This job's device: a GPU slot on a workstation, Slurm's GPU, or CPU threads.
+
+        In a warm worker the slot is taken per job (as a job process would) and, once a CUDA
+        context exists, always on the GPU the worker is bound to.
+        """
         from oldphoto.devices import select_device_for_job
 
+        session = self.session
+        if session.original_visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = session.original_visible
         self.device, description = self._stack.enter_context(
             select_device_for_job(
-                self.params["device"],
-                self.threads,
-                jobs_per_gpu=self.params.get("jobs_per_gpu", 1),
-                cpu_only=self.backend != "pretrained",
+                self.settings.get("device", "auto"), self.threads,
+                jobs_per_gpu=int(self.settings.get("jobs_per_gpu", 1)),
+                cpu_only=self.params.get("backend") != "pretrained",
+                only_gpu=session.bound_gpu,
             )
         )
+        if getattr(self.device, "type", None) == "cuda" and session.bound_gpu is None:
+            session.bound_gpu = _slot_gpu(description)
         self.log(f"device: {description}")
 
     def network(self, name: str):
-        """The network ``name`` loaded from its verified cache (an input of the rule)."""
-        from oldphoto.checkpoints import load_network
-
+        """The network ``name`` from its verified cache (an input of the rule), cached."""
         start = time.perf_counter()
-        net = load_network(name, self.inputs[name], device=self.device or "cpu")
-        self.log(f"loaded {name} in {time.perf_counter() - start:.2f}s")
+        net, warm = self.session.network(name, self.input(name), self.device or "cpu")
+        how = "already loaded" if warm else f"loaded in {time.perf_counter() - start:.2f}s"
+        self.log(f"loaded {name} ({how})")
         return net
+
+    def face_models(self, landmarks: str):
+        models, warm = self.session.faces(landmarks)
+        self.log(f"face models {'already loaded' if warm else 'loaded'}")
+        return models
 
     def read_photo(self, path: str | Path):
         from oldphoto.imageio import read_image
 
-        photo = read_image(path, max_pixels=self.params.get("max_image_pixels", 89_478_485))
+        photo = read_image(path, max_pixels=int(self.settings.get("max_image_pixels",
+                                                                  89_478_485)))
         for note in photo.notes:
             self.log(f"{path}: {note}")
         return photo
 
+    def metadata(self) -> dict[str, str]:
+        """What an output records about how it was made: version, backend, this rule's params."""
+        import json
+
+        from oldphoto import __version__
+
+        shaping = {k: v for k, v in self.params.items() if k != "backend"}
+        return {
+            "oldphoto:version": __version__,
+            "oldphoto:backend": str(self.params.get("backend", "")),
+            "oldphoto:settings": json.dumps(shaping, sort_keys=True),
+        }
+
     def write_png(self, path: str | Path, rgb, alpha=None) -> None:
         from oldphoto.imageio import write_png
 
-        write_png(path, rgb, alpha=alpha, text=self.params.get("metadata"))
+        write_png(path, rgb, alpha=alpha, text=self.metadata())
 
     def close(self) -> None:
         self._stack.close()
         if self._log:
             self._log.close()
             self._log = None
+
+
+def _slot_gpu(description: str) -> int | None:
+    import re
+
+    match = re.search(r"slot (\d+)", description)
+    return int(match.group(1)) if match else None
 
 
 # How native libraries report a failed allocation with their own exception types: OpenCV's
@@ -116,50 +215,45 @@ def _is_allocation_failure(err: BaseException) -> bool:
     return any(marker in text for marker in _ALLOCATION_FAILURES)
 
 
-def _out_of_memory(job: Job, params: Mapping[str, Any]) -> str:
+def _out_of_memory(job: Job) -> str:
     return (f"out of memory: {job.image} needs more than this job's memory "
-            f"(memory_budget_mb={params.get('memory_budget_mb')})")
+            f"(memory_budget_mb={job.settings.get('memory_budget_mb')})")
 
 
-def run_job(snakemake: Any, main: Callable[[Job], None]) -> None:
-    """Run ``main(job)`` for a Snakemake ``script:`` job and end the process: exit 0, or exit 1
-    with one clear line on failure (no interpreter teardown either way)."""
-    params = snakemake.params.job
-    log_path = snakemake.log[0] if len(snakemake.log) else None
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text("", encoding="utf-8")
-    job = Job(params, snakemake.input, log_path, threads=snakemake.threads)
+def run_request(request: Mapping[str, Any], tasks: Mapping[str, Callable[[Job], None]],
+                session: Session = SESSION) -> dict[str, Any]:
+    """Run one job request in this process; never raises for a failure of the photo."""
+    from oldphoto.progress import Heartbeat
+    from oldphoto.tasks import NETWORK_TASKS
+
+    job = Job(request, session)
+    previous = warnings.showwarning
     # Library warnings (e.g. an all-scratched HR scale) belong in the job's log.
     warnings.showwarning = lambda message, category, *args, **kwargs: job.log(
         f"warning: {message}")
-    code = 0
+    outcome: dict[str, Any] = {"ok": True, "message": "done"}
     try:
-        job.log(f"{job.rule} {job.image}: backend {job.backend}")
-        if params.get("network"):
+        job.log(f"{job.rule} {job.image}: backend {job.params.get('backend', '-')}")
+        if job.task not in tasks:
+            raise ValueError(f"unknown task {job.task!r}")
+        if job.task in NETWORK_TASKS:
             job.open_device()
         with Heartbeat(job.log, every=5.0, what=f"{job.rule} {job.image}"):
-            main(job)
+            tasks[job.task](job)
         job.log("done")
     except OldPhotoError as err:
-        job.fail(err.one_line())
-        code = 1
+        outcome = {"ok": False, "message": job.fail_line(err.one_line())}
     except MemoryError:
-        job.fail(_out_of_memory(job, params))
-        code = 1
+        outcome = {"ok": False, "message": job.fail_line(_out_of_memory(job))}
     except Exception as err:  # noqa: BLE001 - one line for the user, the traceback in the log
         job.log(traceback.format_exc())
         if _is_allocation_failure(err):
-            job.fail(f"{_out_of_memory(job, params)} ({type(err).__name__}: "
-                     f"{' '.join(str(err).split())[:200]})")
+            reason = (f"{_out_of_memory(job)} ({type(err).__name__}: "
+                      f"{' '.join(str(err).split())[:200]})")
         else:
-            job.fail(f"internal error ({type(err).__name__}): {err}")
-        code = 1
+            reason = f"internal error ({type(err).__name__}): {err}"
+        outcome = {"ok": False, "message": job.fail_line(reason)}
     finally:
+        warnings.showwarning = previous
         job.close()
-    # End the process here, also on success: tearing down an interpreter that holds torch and
-    # loaded networks takes ~1 s on a busy 2-core machine (bench/job_overhead.py), and every
-    # output is already written and closed.  On failure Snakemake deletes the outputs.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return outcome

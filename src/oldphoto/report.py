@@ -317,3 +317,19 @@ def finished_photos(stems: Iterable[str], final_dir: str | Path) -> list[str]:
     """The photos whose final output exists (what a report can show), sorted."""
     folder = Path(final_dir)
     return sorted(stem for stem in stems if (folder / f"{stem}.png").is_file())
+
+
+def has_faces(record_path: str | Path) -> bool:
+    """Whether stage 2 recorded at least one face for a photo (False when it has not run)."""
+    import json
+
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            return bool(json.load(handle)["faces"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def no_faces_tile(width: int = FACE_TILE) -> np.ndarray:
+    """The face preview of a photo without faces: a small grey tile (the report leaves it out)."""
+    return np.full((width // 4, width, 3), 235, np.uint8)

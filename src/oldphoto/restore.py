@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Protocol
 import numpy as np
 
 from oldphoto.errors import BadImageError
+from oldphoto.mode import HR_MASK_DILATION, Mode
 from oldphoto.tensors import clamp_to_uint8, official_stretch, to_network, to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -55,8 +56,6 @@ Box = tuple[int, int, int, int]
 CROP_SIZE = 256
 """Side of the centre crop of ``test_mode="Crop"``, and the short side of ``"Scale"``."""
 
-HR_MASK_DILATION = 3
-"""Dilations (3×3 kernel) of the scratch mask with ``--HR``; together a 7×7 square dilation."""
 
 
 class Generator(Protocol):
@@ -340,9 +339,7 @@ def restore_scratch(rgb: np.ndarray, mask: np.ndarray, generator: Generator, hr:
 
 def stage1_path(with_mask: bool, hr: bool) -> str:
     """``"quality"``, ``"scratch"`` or ``"hr"``: the network path of a stage-1 job."""
-    if not with_mask:
-        return "quality"
-    return "hr" if hr else "scratch"
+    return Mode(with_scratch=with_mask, hr=hr).stage1_path
 
 
 def plan_stage1(network_rgb: np.ndarray, mask: np.ndarray | None, hr: bool, memory_budget: int,
@@ -389,8 +386,12 @@ def save_restored(restored: "torch.Tensor", stretch: Stretch = "official") -> np
 def restore_image(rgb: np.ndarray, generator: Generator, device: Any = "cpu", *,
                   mask: np.ndarray | None = None, test_mode: TestMode = "Full", hr: bool = False,
                   stretch: Stretch = "official", memory_budget: int | None = None,
+                  attention_budget: int | None = None, tiling: str = "auto",
                   log: Callable[[str], None] | None = None) -> RestoredImages:
     """Stage 1 for one photo: the images of ``origin/``, ``input_image/``, ``restored_image/``.
+
+    The one stage-1 computation: the workflow runs it (through
+    :func:`oldphoto.stages.restore_global`) and the golden tests check it.
 
     Args:
         rgb: uint8 ``H×W×3``.  Without ``mask``, the photo as loaded; with ``mask``, the image that
@@ -403,24 +404,41 @@ def restore_image(rgb: np.ndarray, generator: Generator, device: Any = "cpu", *,
         stretch: how ``restored`` is written (:func:`save_restored`).
         memory_budget: bytes the job may use; a photo whose whole-image estimate exceeds it runs
             in tiles (:func:`plan_stage1`, approximate).  ``None``: always the whole image.
+        attention_budget: bytes for the score buffers of one query chunk of the non-local
+            attention, given to the generator's mapping network (``None``: its own default).
+        tiling: ``"auto"`` (by the budget), ``"whole"`` or ``"tiled"`` (benchmarks, tests).
         log: receives the plan (when ``memory_budget`` is given) and one line per tile.
 
     Raises:
         BadImageError: the photo is too small for the quality path (``path`` is ``None``).
     """
+    if attention_budget is not None:
+        set_attention_budget(generator, attention_budget)
     if mask is None:
         origin = prepare_quality_input(rgb, test_mode)
     else:
         origin = rgb
     tile = None
-    if memory_budget is not None:
-        plan = plan_stage1(origin, mask, hr, memory_budget)
+    if memory_budget is not None or tiling != "auto":
+        plan = plan_stage1(origin, mask, hr, memory_budget or 0, attention_budget, force=tiling)
         tile = plan.tile
         if log is not None:
             log(f"stage 1: {plan.describe()}")
+            if plan.tile is not None and not plan.fits:
+                log("warning: the smallest tile's estimate exceeds memory_budget_mb; "
+                    "running anyway")
     if mask is None:
         input_image, restored = restore_quality(origin, generator, device, tile=tile, log=log)
     else:
         input_image, restored = restore_scratch(rgb, mask, generator, hr, device, tile=tile,
                                                 log=log)
     return RestoredImages(origin, input_image, save_restored(restored, stretch))
+
+
+def set_attention_budget(generator: Any, nbytes: int) -> None:
+    """Give every non-local attention block of ``generator``'s mapping network this budget."""
+    mapping = getattr(generator, "mapping", generator)
+    modules = mapping.modules() if hasattr(mapping, "modules") else []
+    for module in modules:
+        if hasattr(module, "attention_budget"):
+            module.attention_budget = int(nbytes)

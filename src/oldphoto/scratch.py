@@ -151,8 +151,12 @@ def detect_scratches(rgb: np.ndarray, unet: ScratchNet, device: Any = "cpu",
 
 
 def mask_to_rgb(mask: np.ndarray) -> np.ndarray:
-    """The mask as the official mask file stores it: the channel copied into RGB (``H×W×3``)."""
-    return np.repeat(mask[:, :, None], 3, axis=2)
+    """The mask as the official mask file stores it: 0/255 copied into RGB (``H×W×3``).
+
+    Any non-zero value counts as scratch (our fix: an all-scratch mask stays all 255).
+    """
+    binary = np.where(mask > 0, np.uint8(255), np.uint8(0))
+    return np.repeat(binary[:, :, None], 3, axis=2)
 
 
 def mask_from_file_array(array: np.ndarray) -> np.ndarray:
@@ -162,3 +166,11 @@ def mask_from_file_array(array: np.ndarray) -> np.ndarray:
     """
     channel = array if array.ndim == 2 else array[:, :, 0]
     return np.where(channel > 0, np.uint8(255), np.uint8(0))
+
+
+def read_mask(path: str) -> np.ndarray:
+    """A mask file (1 or 3 channels) -> uint8 ``H×W`` {0, 255} (:func:`mask_from_file_array`)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return mask_from_file_array(np.asarray(im.convert("RGB")))

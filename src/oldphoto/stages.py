@@ -1,28 +1,20 @@
 """The four stages as whole-photo operations, for either backend.
 
 Each function takes arrays (and, for the ``pretrained`` backend, loaded networks) and returns
-arrays; the workflow scripts only read and write files around them.  Images are uint8 RGB
-H×W×3, masks uint8 H×W with 255 = scratch.
+arrays; the workflow's tasks (:mod:`oldphoto.tasks`) only read and write files around them.
+Images are uint8 RGB H×W×3, masks uint8 H×W with 255 = scratch.  What a photo's
+:class:`~oldphoto.mode.Mode` implies (networks, mask dilation, face size) is looked up there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from oldphoto.errors import BadImageError
-
-
-@dataclass
-class Stage1Result:
-    """The three stage-1 images of the official layout."""
-
-    origin: np.ndarray  # the photo as the network saw it (resized to the network grid)
-    input_image: np.ndarray  # the network input, de-normalised (holes painted in scratch mode)
-    restored: np.ndarray  # the restored photo: input of stages 2-4
-
+from oldphoto.mode import Mode
+from oldphoto.restore import RestoredImages
+from oldphoto.scratch import mask_to_rgb, read_mask  # noqa: F401 - the stage file formats
 
 MIN_NETWORK_GRID = 8
 """Smallest side (px) of the quality path's network grid the pretrained networks can run on."""
@@ -45,71 +37,74 @@ def detect_scratches(rgb: np.ndarray, backend: str, unet: Any = None,
 
 
 def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
-                   networks: Mapping[str, Any] | None = None, device: Any = "cpu",
-                   test_mode: str = "Full", hr: bool = False,
+                   mode: Mode | None = None, networks: Mapping[str, Any] | None = None,
+                   device: Any = "cpu", test_mode: str = "Full", hr: bool | None = None,
                    stretch: str = "official", memory_budget_mb: int = 8000,
-                   log: Callable[[str], None] = print, tiling: str = "auto") -> Stage1Result:
-    """Global restoration of one photo (quality path, scratch path, or HR scratch path).
+                   log: Callable[[str], None] = print, tiling: str = "auto") -> RestoredImages:
+    """Global restoration of one photo, the function the workflow runs.
 
-    Pretrained backend: the whole photo at once (the exact official computation) whenever
-    ``oldphoto.tiling`` estimates that the job stays within ``memory_budget_mb``; larger photos
-    run in overlapping tiles with feathered seams (approximate; logged).  ``tiling`` forces
+    Pretrained backend: the three networks become the stage-1 generator and
+    :func:`oldphoto.restore.restore_image` — the function the golden tests check — runs it, on the
+    whole photo (the exact official computation) whenever :mod:`oldphoto.tiling` estimates that
+    the job stays within ``memory_budget_mb``, in overlapping tiles otherwise.  ``tiling`` forces
     ``"whole"`` or ``"tiled"`` (benchmarks, tests).
+
+    Args:
+        mode: the photo's mode; by default the scratch path when ``mask`` is given (``hr``
+            chooses the HR scratch path, kept for callers that have no mode).
     """
+    if mode is None:
+        mode = Mode(with_scratch=mask is not None, hr=bool(hr))
     if backend == "pretrained":
-        from oldphoto import nets, restore
+        from oldphoto import restore
         from oldphoto.tiling import ATTENTION_BUDGET_CAP
 
+        assert networks is not None
         budget = memory_budget_mb * 2**20
         # Exact attention in query chunks: half the job's budget, at most 1 GiB, for the scores
         # (larger chunks are no faster; see oldphoto.tiling).
         attention_budget = min(budget // 2, ATTENTION_BUDGET_CAP)
-        nets.set_attention_budget(attention_budget)
-
-        assert networks is not None
         generator = restore.global_generator(networks["encoder"], networks["mapping"],
                                              networks["decoder"])
         if mask is None:
             origin = restore.prepare_quality_input(rgb, test_mode)
             if min(origin.shape[:2]) < MIN_NETWORK_GRID:
+                from oldphoto.errors import BadImageError
+
                 # The VAE encoder downsamples 4×; a latent side of 1 px makes its instance norm
                 # or reflection padding raise an obscure error (e.g. 3×3 or 13×5 in Full mode).
                 raise BadImageError(None, f"image too small: {rgb.shape[1]}×{rgb.shape[0]} px; "
                                           f"the restoration networks need a grid of at least "
                                           f"{MIN_NETWORK_GRID}×{MIN_NETWORK_GRID} px (both "
                                           "sides ≥ 6 px in test_mode Full)")
-        else:
-            origin = rgb
-        plan = restore.plan_stage1(origin, mask, hr, budget, attention_budget, force=tiling)
-        log(f"stage 1: {plan.describe()}")
-        if plan.tile is not None and not plan.fits:
-            log("warning: the smallest tile's estimate exceeds memory_budget_mb; running anyway")
-        if mask is None:
-            input_image, restored = restore.restore_quality(origin, generator, device,
-                                                            tile=plan.tile, log=log)
-        else:
-            input_image, restored = restore.restore_scratch(rgb, mask, generator, hr, device,
-                                                            tile=plan.tile, log=log)
-        return Stage1Result(origin, input_image, restore.save_restored(restored, stretch))
+        return restore.restore_image(
+            rgb, generator, device, mask=mask, test_mode=test_mode, hr=mode.hr,
+            stretch=stretch, memory_budget=budget, attention_budget=attention_budget,
+            log=log, tiling=tiling,
+        )
 
     from oldphoto import classical
 
     if mask is None:
-        return Stage1Result(rgb, rgb, classical.restore(rgb, None))
+        return RestoredImages(rgb, rgb, classical.restore(rgb, None))
     holes = rgb.copy()
     holes[mask > 0] = 255
-    return Stage1Result(rgb, holes, classical.restore(rgb, mask))
+    return RestoredImages(rgb, holes, classical.restore(rgb, mask))
 
 
 # ---------------------------------------------------------------------------------------------
 # Stage 2
 
 
-def detect_and_align_faces(rgb: np.ndarray, landmarks: str, face_size: int):
-    """Faces of the restored photo: ``(record for faces.json, list of aligned face images)``."""
+def detect_and_align_faces(rgb: np.ndarray, models: Any, face_size: int):
+    """Faces of the restored photo: ``(record for faces.json, list of aligned face images)``.
+
+    ``models``: :func:`oldphoto.faces.load_face_models` (or the landmark model's path).
+    """
     from oldphoto import faces
 
-    models = faces.load_face_models(landmarks)
+    if isinstance(models, (str, bytes)) or hasattr(models, "__fspath__"):
+        models = faces.load_face_models(models)
     aligned = faces.detect_and_align(rgb, models, face_size)
     record = faces.faces_to_json(rgb, aligned, face_size)
     return record, [face.image for face in aligned]
@@ -154,41 +149,16 @@ def compose_final(restored: np.ndarray, record: Mapping[str, Any],
     return final
 
 
-def require_size(rgb: np.ndarray, minimum: int, path: str) -> None:
-    if min(rgb.shape[:2]) < minimum:
-        raise BadImageError(path, f"image too small ({rgb.shape[1]}x{rgb.shape[0]}); "
-                                  f"at least {minimum} px per side is needed")
-
-
 # ---------------------------------------------------------------------------------------------
-# File formats shared by the stages
+# The stage-2 record and stage-3 files
 
 
-def stage1_network_names(with_scratch: bool, hr: bool) -> tuple[str, str, str]:
-    """(encoder, mapping, decoder) checkpoint names of the stage-1 path."""
-    if not with_scratch:
-        return "VAE_A_quality", "mapping_quality", "VAE_B_quality"
-    mapping = "mapping_Patch_Attention" if hr else "mapping_scratch"
-    return "VAE_A_quality", mapping, "VAE_B_scratch"
+def record_path(path) -> str:
+    """``faces.json`` given itself or the stage-2 folder of a photo."""
+    from pathlib import Path
 
-
-def face_network_name(hr: bool) -> str:
-    return "FaceSR_512" if hr else "Setting_9_epoch_100"
-
-
-def mask_to_rgb(mask: np.ndarray) -> np.ndarray:
-    """A mask as the official code writes it: 3-channel 0/255 (our fix: all-ones stays 255)."""
-    binary = np.where(mask > 0, 255, 0).astype(np.uint8)
-    return np.repeat(binary[:, :, None], 3, axis=2)
-
-
-def read_mask(path: str) -> np.ndarray:
-    """A mask PNG (1 or 3 channels) -> uint8 H×W {0, 255} from its first channel."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return np.where(arr[:, :, 0] > 0, 255, 0).astype(np.uint8)
+    path = Path(path)
+    return str(path / "faces.json" if path.is_dir() else path)
 
 
 def write_record(path, record: Mapping[str, Any]) -> None:
@@ -200,7 +170,7 @@ def write_record(path, record: Mapping[str, Any]) -> None:
 def read_record(path) -> dict[str, Any]:
     import json
 
-    with open(path, encoding="utf-8") as handle:
+    with open(record_path(path), encoding="utf-8") as handle:
         return json.load(handle)
 
 

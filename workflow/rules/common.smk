@@ -1,48 +1,74 @@
-# Config validation, input discovery, backend choice and the input functions of every stage.
-# Everything computed lives here or in the library (src/oldphoto); the stage files stay declarative.
+# Config validation, input discovery, modes, backend choice and the input functions of every
+# stage.  Everything computed lives here or in the library (src/oldphoto); the stage files stay
+# declarative.  Input functions return paths and values: none of them reads a file.
 
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The DAG is built from this checkout's library; jobs import the installed package
-# (scripts/install.sh installs it in editable mode).
-_SRC = str(Path(workflow.basedir) / "src")
-if _SRC not in sys.path:
-    sys.path.insert(0, _SRC)
+# The DAG is built from this checkout's library, and every job runs it too (job_command puts
+# src/ on PYTHONPATH), so a conda environment needs only the dependencies.
+SRC = str(Path(workflow.basedir) / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
 
-from oldphoto import workflow_support as ws  # noqa: E402
+from oldphoto import dag  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
+from oldphoto.layout import Layout  # noqa: E402
 
 # `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
-ws.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
+dag.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
 validate(config, schema="../schemas/config.schema.yaml")
 
-OUT = config["output_dir"].rstrip("/")
-S1 = f"{OUT}/stage_1_restore_output"
-S2 = f"{OUT}/stage_2_detection_output"
-S3 = f"{OUT}/stage_3_face_output/each_img"
-S3_BY_PHOTO = f"{OUT}/stage_3_face_output/by_photo"  # face_jobs: per_image
-FINAL = f"{OUT}/final_output"
-LOGS = f"{OUT}/logs"
-BENCH = f"{OUT}/benchmarks"
+L = Layout(config["output_dir"])
+MANIFEST = f"{L.run_dir}/{dag.manifest_name(config.get('shard'))}"
 
 try:
-    INPUTS = ws.discover_inputs(config["input_dir"])
-    BACKEND = ws.resolve_backend(config)
+    # Cluster jobs re-read the Snakefile: they take the main process's input discovery.
+    INPUTS = dag.load_inputs(config, MANIFEST, reuse_manifest=workflow.remote_exec)
+    RUN_MODE = dag.run_mode(config)
+    MODES = {image: RUN_MODE for image in INPUTS.images}
+    BACKEND = dag.resolve_backend(config, set(MODES.values()) or {RUN_MODE})
 except OldPhotoError as err:
     raise WorkflowError(err.one_line())
 
-FACE_SIZE = 512 if config["hr"] else 256
-NETWORK_RULE_GPU = config["gpu_per_job"]
+IMAGES = sorted(INPUTS.images)
+PER_FACE = config["face_jobs"] == "per_face"
+
+# Scheduling settings reach the jobs through their environment, never through params.
+os.environ.update(dag.scheduling_environment(config))
+JOB = dag.job_command(SRC)
 
 
 wildcard_constraints:
-    image=ws.stems_regex(INPUTS.images),
+    image=dag.stems_regex(INPUTS.images),
     face=r"\d+",
     name=r"[A-Za-z0-9_]+",
+
+
+def job_shell(task, *params, rule=None, name="image"):
+    """The shell line of a job: the client, its files, the rule's params (each one named)."""
+    settings = " ".join(f"p.{p}={{params.{p}:q}}" for p in params)
+    return (
+        f"{{JOB}} {task} rule={rule or task} image={{wildcards.{name}:q}} log={{log:q}} "
+        f"threads={{threads}} {{params.files}} {settings}"
+    )
+
+
+def job_files(wildcards, input, output):
+    """Params entry: the job's named inputs and outputs as client arguments."""
+    return dag.job_arguments(input, output)
+
+
+def mode_of(image):
+    return MODES[image]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1
 
 
 def get_input_image(wildcards):
@@ -52,10 +78,10 @@ def get_input_image(wildcards):
 
 def get_stage1_inputs(wildcards):
     """Global restoration reads the original photo, or the detector's outputs with scratches."""
-    if config["with_scratch"]:
+    if mode_of(wildcards.image).with_scratch:
         return {
-            "image": f"{S1}/masks/input/{wildcards.image}.png",
-            "mask": f"{S1}/masks/mask/{wildcards.image}.png",
+            "image": L.scratch_input(wildcards.image),
+            "mask": L.scratch_mask(wildcards.image),
         }
     return {"image": get_input_image(wildcards)}
 
@@ -64,53 +90,79 @@ def cached_checkpoint(name):
     return f"{config['cache_dir']}/{name}.safetensors"
 
 
-def get_models(*names):
-    """Input function: the verified checkpoint caches a network rule needs (none for classical)."""
-    group = "face" if set(names) & {"Setting_9_epoch_100", "FaceSR_512"} else "global"
-
-    def _models(wildcards):
-        if BACKEND[group] != "pretrained":
-            return {}
-        return {name: cached_checkpoint(name) for name in names}
-
-    return _models
+def get_detector(wildcards):
+    if BACKEND["global"] != "pretrained":
+        return {}
+    return {"detection": cached_checkpoint("detection")}
 
 
-def stage1_model_names():
-    mapping = "mapping_scratch"
-    if config["with_scratch"] and config["hr"]:
-        mapping = "mapping_Patch_Attention"
-    elif not config["with_scratch"]:
-        mapping = "mapping_quality"
-    decoder = "VAE_B_scratch" if config["with_scratch"] else "VAE_B_quality"
-    return ["VAE_A_quality", mapping, decoder]
+def get_stage1_models(wildcards):
+    """The verified checkpoint caches of this photo's stage-1 networks (none for classical)."""
+    if BACKEND["global"] != "pretrained":
+        return {}
+    return {name: cached_checkpoint(name) for name in mode_of(wildcards.image).stage1_networks}
 
 
-FACE_MODEL = "FaceSR_512" if config["hr"] else "Setting_9_epoch_100"
+def get_face_model(wildcards):
+    if BACKEND["face"] != "pretrained":
+        return {}
+    name = mode_of(wildcards.image).face_network
+    return {name: cached_checkpoint(name)}
+
+
+def get_mode(wildcards):
+    return mode_of(wildcards.image).key
+
+
+def get_test_mode(wildcards):
+    """Quality-path geometry; the scratch paths and the classical backend do not resize."""
+    quality = not mode_of(wildcards.image).with_scratch
+    return config["test_mode"] if quality and BACKEND["global"] == "pretrained" else "-"
+
+
+def get_stretch(wildcards):
+    return config["stage1_stretch"] if BACKEND["global"] == "pretrained" else "-"
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages 2-4
+
+
+def get_face_size(wildcards):
+    return mode_of(wildcards.image).face_size
+
+
+def get_face_network(wildcards):
+    return mode_of(wildcards.image).face_network if BACKEND["face"] == "pretrained" else "-"
 
 
 def face_record(image):
-    """After the stage-2 checkpoint of one photo: its faces.json path."""
+    """After the stage-2 checkpoint of one photo (face_jobs: per_face): its faces.json path."""
     return Path(checkpoints.detect_faces.get(image=image).output[0]) / "faces.json"
 
 
+def get_stage2(wildcards):
+    """Stage-2 output of a photo: its folder (one stage-3 job per photo, no checkpoint) or, per
+    face, its record once the checkpoint has run."""
+    if PER_FACE:
+        return str(face_record(wildcards.image))
+    return L.faces_dir(wildcards.image)
+
+
 def get_enhanced_faces(wildcards):
-    """Stage 4 input: every enhanced face of this photo (known once stage 2 has run): one file per
-    face (face_jobs: per_face), or the photo's folder of faces (per_image)."""
-    count = ws.face_count(face_record(wildcards.image))
-    if count and config["face_jobs"] == "per_image":
-        return [f"{S3_BY_PHOTO}/{wildcards.image}"]
-    return [f"{S3}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
+    """Stage 4 input: the photo's folder of enhanced faces, or (per face) one file per face."""
+    if not PER_FACE:
+        return [L.enhanced_dir(wildcards.image)]
+    count = dag.face_count(face_record(wildcards.image))
+    return [L.enhanced_face(wildcards.image, k) for k in range(1, count + 1)]
 
 
 def get_final_output():
-    return expand(f"{FINAL}/{{image}}.png", image=sorted(INPUTS.images)) + get_report_previews(
-        sorted(INPUTS.images)
-    )  # get_report_previews: report.smk
+    return [L.final(image) for image in IMAGES] + get_report_previews(IMAGES)
 
 
 def network_resources(mem_mb):
-    return {"gpu": NETWORK_RULE_GPU, "mem_mb": mem_mb}
+    return {"gpu": config["gpu_per_job"], "mem_mb": mem_mb}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,71 +170,60 @@ def network_resources(mem_mb):
 
 from oldphoto import report as report_lib  # noqa: E402
 
-REPORT = f"{OUT}/report"
-SUMMARY = f"{OUT}/{ws.SUMMARY_NAME}"
 PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
 
 
-def before_after_preview(image):
-    return f"{REPORT}/previews/{image}.before-after.jpg"
-
-
-def scratch_preview(image):
-    return f"{REPORT}/masks/{image}.scratches.jpg"
-
-
-def face_preview(image):
-    return f"{REPORT}/faces/{image}.faces.jpg"
-
-
 def face_preview_of(image):
-    """Input function: the face strip of ``image`` once stage 2 found faces, else nothing."""
+    """The face strip of ``image``: always (one job per photo), or per face once stage 2 found
+    faces."""
 
     def _face_preview(wildcards):
-        return [face_preview(image)] if ws.face_count(face_record(image)) else []
+        if PER_FACE and not dag.face_count(face_record(image)):
+            return []
+        return [L.preview("faces", image)]
 
     return _face_preview
 
 
 def get_report_previews(images):
     """What every run makes for the report: per photo a before/after preview, the scratch mask
-    over the photo (with_scratch), and the face strip (photos with faces, after stage 2)."""
-    previews = [before_after_preview(image) for image in images]
-    if config["with_scratch"]:
-        previews += [scratch_preview(image) for image in images]
+    over the photo (scratch mode), and the face strip."""
+    previews = [L.preview("before-after", image) for image in images]
+    previews += [L.preview("scratches", image) for image in images if mode_of(image).with_scratch]
     return previews + [face_preview_of(image) for image in images]
-
-
-def get_aligned_faces(wildcards):
-    """Stage-2 aligned faces of this photo (known once stage 2 has run), in face order."""
-    count = ws.face_count(face_record(wildcards.image))
-    return [f"{S2}/{wildcards.image}/{wildcards.image}_{k}.png" for k in range(1, count + 1)]
 
 
 def get_finished_report_items(wildcards):
     """What the report can show: for every photo with a final output, the final output and
     whichever of its previews exist (files are checked when the report's DAG is built)."""
     items = []
-    for image in report_lib.finished_photos(INPUTS.images, FINAL):
-        items.append(f"{FINAL}/{image}.png")
-        previews = [before_after_preview(image), face_preview(image)]
-        if config["with_scratch"]:
-            previews.append(scratch_preview(image))
+    for image in report_lib.finished_photos(INPUTS.images, L.final_dir):
+        items.append(L.final(image))
+        previews = [L.preview("before-after", image), L.preview("scratches", image)]
+        if report_lib.has_faces(L.faces_record(image)):
+            previews.append(L.preview("faces", image))
         items += [preview for preview in previews if Path(preview).is_file()]
     return items
 
 
-def preview_params(rule):
-    return lambda wc: ws.job_params(config, BACKEND, rule, wc.image)
+def get_backend_label(wildcards):
+    return dag.backend_label(BACKEND)
 
 
 onstart:
-    ws.announce(config, BACKEND, INPUTS)
+    from oldphoto import summary
+
+    dag.write_manifest(MANIFEST, config["input_dir"], INPUTS)
+    summary.announce(config, BACKEND, INPUTS, MODES)
 
 
 onsuccess:
-    ws.finish_run(config, INPUTS, BACKEND, ok=True)
+    from oldphoto import summary
+
+    summary.finish_run(config, INPUTS, BACKEND, ok=True)
 
 
 onerror:
-    ws.finish_run(config, INPUTS, BACKEND, ok=False)
+    from oldphoto import summary
+
+    summary.finish_run(config, INPUTS, BACKEND, ok=False)

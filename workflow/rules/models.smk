@@ -4,16 +4,16 @@
 
 rule prepare_checkpoint:
     input:
-        official=lambda wc: ws.official_checkpoint(config, wc.name),
+        official=lambda wc: dag.official_checkpoint(config, wc.name),
     output:
         cache=f"{config['cache_dir']}/{{name}}.safetensors",
         record=f"{config['cache_dir']}/{{name}}.safetensors.json",
     log:
-        f"{LOGS}/prepare_checkpoint/{{name}}.log",
+        L.log("prepare_checkpoint", "{name}"),
     benchmark:
-        f"{BENCH}/prepare_checkpoint/{{name}}.tsv"
+        L.benchmark("prepare_checkpoint", "{name}")
     params:
-        job=lambda wc: ws.job_params(config, BACKEND, "prepare_checkpoint", wc.name),
+        files=job_files,
         name=lambda wc: wc.name,
     threads: 1
     resources:
@@ -21,21 +21,21 @@ rule prepare_checkpoint:
         runtime=10,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/prepare_checkpoint.py"
+    shell:
+        job_shell("prepare_checkpoint", "name", name="name")
 
 
 if config["allow_download"]:
 
     rule download_checkpoints:
         output:
-            ws.all_official_checkpoints(config),
+            dag.all_official_checkpoints(config),
         log:
-            f"{LOGS}/download_checkpoints.log",
+            f"{L.logs_dir}/download_checkpoints.log",
         benchmark:
-            f"{BENCH}/download_checkpoints.tsv"
+            f"{L.benchmarks_dir}/download_checkpoints.tsv"
         params:
-            job=ws.job_params(config, BACKEND, "download_checkpoints", "all"),
+            files="",
             checkpoints_dir=config["checkpoints_dir"],
         threads: 1
         resources:
@@ -43,5 +43,6 @@ if config["allow_download"]:
             runtime=60,
         conda:
             "../../envs/oldphoto.yaml"
-        script:
-            "../scripts/download_checkpoints.py"
+        shell:
+            "{JOB} download_checkpoints rule=download_checkpoints image=all log={log:q} "
+            "threads={threads} p.checkpoints_dir={params.checkpoints_dir:q}"

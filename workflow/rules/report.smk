@@ -21,97 +21,99 @@ report_lib.register_thumbnail_directive()
 rule make_preview:
     input:
         before=get_input_image,
-        after=f"{FINAL}/{{image}}.png",
+        after=L.final("{image}"),
     output:
-        report(
-            f"{REPORT}/previews/{{image}}.before-after.jpg",
+        preview=report(
+            L.preview("before-after", "{image}"),
             caption="../report/preview.rst",
             category="Gallery",
             labels={"photo": "{image}"},
         ),
     log:
-        f"{LOGS}/make_preview/{{image}}.log",
+        L.log("make_preview", "{image}"),
     benchmark:
-        f"{BENCH}/make_preview/{{image}}.tsv"
+        L.benchmark("make_preview", "{image}")
     params:
-        job=preview_params("make_preview"),
+        files=job_files,
         kind="before_after",
         width=PREVIEW_WIDTH,
         title=lambda wc: report_lib.rst_text(wc.image),
+        backend=get_backend_label,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/make_preview.py"
+    shell:
+        job_shell("make_preview", "kind", "width")
 
 
 rule make_scratch_preview:
     input:
-        image=f"{S1}/masks/input/{{image}}.png",
-        mask=f"{S1}/masks/mask/{{image}}.png",
+        image=L.scratch_input("{image}"),
+        mask=L.scratch_mask("{image}"),
     output:
-        report(
-            f"{REPORT}/masks/{{image}}.scratches.jpg",
+        preview=report(
+            L.preview("scratches", "{image}"),
             caption="../report/scratches.rst",
             category="Scratch masks",
             labels={"photo": "{image}"},
         ),
     log:
-        f"{LOGS}/make_scratch_preview/{{image}}.log",
+        L.log("make_scratch_preview", "{image}"),
     benchmark:
-        f"{BENCH}/make_scratch_preview/{{image}}.tsv"
+        L.benchmark("make_scratch_preview", "{image}")
     params:
-        job=preview_params("make_scratch_preview"),
+        files=job_files,
         kind="scratches",
         width=PREVIEW_WIDTH,
         title=lambda wc: report_lib.rst_text(wc.image),
+        backend=get_backend_label,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/make_preview.py"
+    shell:
+        job_shell("make_preview", "kind", "width", rule="make_scratch_preview")
 
 
 rule make_face_preview:
     input:
-        faces=lambda wc: face_record(wc.image),
-        aligned=get_aligned_faces,
+        faces=get_stage2,
         enhanced=get_enhanced_faces,
     output:
-        report(
-            f"{REPORT}/faces/{{image}}.faces.jpg",
+        preview=report(
+            L.preview("faces", "{image}"),
             caption="../report/faces.rst",
             category="Faces",
             labels={"photo": "{image}"},
         ),
     log:
-        f"{LOGS}/make_face_preview/{{image}}.log",
+        L.log("make_face_preview", "{image}"),
     benchmark:
-        f"{BENCH}/make_face_preview/{{image}}.tsv"
+        L.benchmark("make_face_preview", "{image}")
     params:
-        job=preview_params("make_face_preview"),
+        files=job_files,
         kind="faces",
         width=PREVIEW_WIDTH,
         title=lambda wc: report_lib.rst_text(wc.image),
+        backend=get_backend_label,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/make_preview.py"
+    shell:
+        job_shell("make_preview", "kind", "width", rule="make_face_preview")
 
 
 rule gallery:
     input:
         get_finished_report_items,
-        summary=report(SUMMARY, caption="../report/summary.rst", category="Run summary"),
+        summary=report(L.summary, caption="../report/summary.rst", category="Run summary"),
     params:
-        tables=lambda wc: report_lib.report_tables(SUMMARY, BENCH),
+        tables=lambda wc: report_lib.report_tables(L.summary, L.benchmarks_dir),

@@ -1,50 +1,55 @@
 # Stage 1: global restoration.  Without scratches: VAE_A encoder -> mapping -> VAE_B decoder.
 # With scratches: scratch detection first (U-Net, threshold 0.4), then the mask-aware mapping
-# (non-local; patch attention with hr).
+# (non-local; patch attention in HR mode).  Each photo's mode decides (common.smk: mode_of).
 
 
 rule detect_scratches:
     input:
-        unpack(get_models("detection")),
+        unpack(get_detector),
         image=get_input_image,
     output:
-        image=f"{S1}/masks/input/{{image}}.png",
-        mask=f"{S1}/masks/mask/{{image}}.png",
+        image=L.scratch_input("{image}"),
+        mask=L.scratch_mask("{image}"),
     log:
-        f"{LOGS}/detect_scratches/{{image}}.log",
+        L.log("detect_scratches", "{image}"),
     benchmark:
-        f"{BENCH}/detect_scratches/{{image}}.tsv"
+        L.benchmark("detect_scratches", "{image}")
     params:
-        job=lambda wc: ws.job_params(config, BACKEND, "detect_scratches", wc.image),
+        files=job_files,
+        backend=BACKEND["global"],
     threads: config["threads"]
     resources:
         **network_resources(mem_mb=3000),
         runtime=20,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/detect_scratches.py"
+    shell:
+        job_shell("detect_scratches", "backend")
 
 
 rule restore_global:
     input:
         unpack(get_stage1_inputs),
-        unpack(get_models(*stage1_model_names())),
+        unpack(get_stage1_models),
     output:
-        origin=f"{S1}/origin/{{image}}.png",
-        input_image=f"{S1}/input_image/{{image}}.png",
-        restored=f"{S1}/restored_image/{{image}}.png",
+        origin=L.stage1("origin", "{image}"),
+        input_image=L.stage1("input_image", "{image}"),
+        restored=L.restored("{image}"),
     log:
-        f"{LOGS}/restore_global/{{image}}.log",
+        L.log("restore_global", "{image}"),
     benchmark:
-        f"{BENCH}/restore_global/{{image}}.tsv"
+        L.benchmark("restore_global", "{image}")
     params:
-        job=lambda wc: ws.job_params(config, BACKEND, "restore_global", wc.image),
+        files=job_files,
+        backend=BACKEND["global"],
+        mode=get_mode,
+        test_mode=get_test_mode,
+        stretch=get_stretch,
     threads: config["threads"]
     resources:
         **network_resources(mem_mb=config["memory_budget_mb"]),
         runtime=60,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/restore_global.py"
+    shell:
+        job_shell("restore_global", "backend", "mode", "test_mode", "stretch")

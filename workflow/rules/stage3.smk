@@ -1,51 +1,53 @@
-# Stage 3: SPADE face enhancement, one job per aligned face (face_jobs: per_face) or one job per
-# photo for all its faces with a single model load (face_jobs: per_image).
+# Stage 3: SPADE face enhancement: one job per photo for all its faces, with a single model
+# load (face_jobs: per_image, the default), or one job per aligned face (per_face).
 
 
-if config["face_jobs"] == "per_face":
+if PER_FACE:
 
     rule enhance_face:
         input:
-            unpack(get_models(FACE_MODEL)),
-            face=f"{S2}/{{image}}/{{image}}_{{face}}.png",
+            unpack(get_face_model),
+            face=L.aligned_face("{image}", "{face}"),
         output:
-            f"{S3}/{{image}}_{{face}}.png",
+            face=L.enhanced_face("{image}", "{face}"),
         log:
-            f"{LOGS}/enhance_face/{{image}}_{{face}}.log",
+            L.log("enhance_face", "{image}_{face}"),
         benchmark:
-            f"{BENCH}/enhance_face/{{image}}_{{face}}.tsv"
+            L.benchmark("enhance_face", "{image}_{face}")
         params:
-            job=lambda wc: ws.job_params(config, BACKEND, "enhance_face", wc.image),
-            face_size=FACE_SIZE,
+            files=job_files,
+            backend=BACKEND["face"],
+            network=get_face_network,
         threads: config["threads"]
         resources:
             **network_resources(mem_mb=3000),
             runtime=10,
         conda:
             "../../envs/oldphoto.yaml"
-        script:
-            "../scripts/enhance_face.py"
+        shell:
+            job_shell("enhance_face", "backend", "network")
 
 else:
 
     rule enhance_faces:
         input:
-            unpack(get_models(FACE_MODEL)),
-            faces=lambda wc: face_record(wc.image),
-            aligned=get_aligned_faces,
+            unpack(get_face_model),
+            faces=L.faces_dir("{image}"),
         output:
-            directory(f"{S3_BY_PHOTO}/{{image}}"),
+            enhanced=directory(L.enhanced_dir("{image}")),
         log:
-            f"{LOGS}/enhance_faces/{{image}}.log",
+            L.log("enhance_faces", "{image}"),
         benchmark:
-            f"{BENCH}/enhance_faces/{{image}}.tsv"
+            L.benchmark("enhance_faces", "{image}")
         params:
-            job=lambda wc: ws.job_params(config, BACKEND, "enhance_faces", wc.image),
+            files=job_files,
+            backend=BACKEND["face"],
+            network=get_face_network,
         threads: config["threads"]
         resources:
             **network_resources(mem_mb=3000),
-            runtime=lambda wc, input: 5 + 2 * len(input.aligned),
+            runtime=20,
         conda:
             "../../envs/oldphoto.yaml"
-        script:
-            "../scripts/enhance_faces.py"
+        shell:
+            job_shell("enhance_faces", "backend", "network")

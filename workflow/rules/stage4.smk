@@ -4,28 +4,31 @@
 
 rule blend_faces:
     input:
-        restored=f"{S1}/restored_image/{{image}}.png",
-        faces=lambda wc: face_record(wc.image),
+        restored=L.restored("{image}"),
+        faces=get_stage2,
         enhanced=get_enhanced_faces,
         original=get_input_image,
     output:
-        report(
-            f"{FINAL}/{{image}}.png",
+        final=report(
+            L.final("{image}"),
             caption="../report/final.rst",
             category="Restored photos",
             labels={"photo": "{image}"},
         ),
     log:
-        f"{LOGS}/blend_faces/{{image}}.log",
+        L.log("blend_faces", "{image}"),
     benchmark:
-        f"{BENCH}/blend_faces/{{image}}.tsv"
+        L.benchmark("blend_faces", "{image}")
     params:
-        job=lambda wc: ws.job_params(config, BACKEND, "blend_faces", wc.image),
+        files=job_files,
+        backend=get_backend_label,
+        blending=config["face_blending"],
+        final_size=config["final_size"],
     threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
     conda:
         "../../envs/oldphoto.yaml"
-    script:
-        "../scripts/blend_faces.py"
+    shell:
+        job_shell("blend_faces", "backend", "blending", "final_size")

@@ -1,0 +1,321 @@
+"""What the Snakefile computes when it builds the DAG: inputs, modes, backend, job command lines.
+
+Kept free of heavy imports (no torch, dlib, cv2 or numpy): building the DAG of 10,000 photos must
+stay fast.  Every function is plain Python on the config dict, tested without Snakemake.  Nothing
+here reads image files, and the input functions built on it read no files at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from oldphoto.errors import CheckpointError, ConfigError
+from oldphoto.mode import Mode
+
+MANIFEST_NAME = "inputs.json"
+
+# Settings that decide only where and how fast jobs run: they reach jobs through the environment,
+# never through params, so changing them reruns nothing (oldphoto.job reads them).
+SCHEDULING_ENV = {
+    "device": "OLDPHOTO_DEVICE",
+    "jobs_per_gpu": "OLDPHOTO_JOBS_PER_GPU",
+    "max_image_pixels": "OLDPHOTO_MAX_IMAGE_PIXELS",
+    "memory_budget_mb": "OLDPHOTO_MEMORY_BUDGET_MB",
+    "worker_idle_seconds": "OLDPHOTO_WORKER_IDLE",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+_TRUTH = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
+    """Turn command-line strings such as ``with_scratch=true`` into booleans, in place.
+
+    Snakemake's ``--config key=value`` parses only Python literals (``True``), so the spelling
+    users type (``true``, ``yes``) would fail the schema.  Only keys the schema declares boolean
+    (possibly among other types) are touched, and only recognised spellings; anything else is
+    left for the schema to reject.
+    """
+    import yaml
+
+    with open(Path(basedir) / schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    for key, spec in schema.get("properties", {}).items():
+        value = config.get(key)
+        types = spec.get("type")
+        types = types if isinstance(types, list) else [types]
+        if "boolean" in types and isinstance(value, str):
+            if value.strip().lower() in _TRUTH:
+                config[key] = _TRUTH[value.strip().lower()]
+
+
+def run_mode(config: Mapping[str, Any]) -> Mode:
+    """The run's mode (a photo sheet may give single photos another)."""
+    return Mode(with_scratch=bool(config["with_scratch"]), hr=bool(config["hr"]))
+
+
+def scheduling_environment(config: Mapping[str, Any]) -> dict[str, str]:
+    """The scheduling settings as the environment variables jobs read (see :mod:`oldphoto.job`)."""
+    env = {var: str(config[key]) for key, var in SCHEDULING_ENV.items() if key in config}
+    env["OLDPHOTO_WORKERS"] = "1" if config.get("workers", True) else "0"
+    env["OLDPHOTO_RUN_KEY"] = str(Path(config["output_dir"]).resolve())
+    return env
+
+
+def job_command(src_dir: str | Path, python: str | None = None) -> str:
+    """The shell prefix of every job: this checkout's library on ``PYTHONPATH``, then the client.
+
+    ``python``: the interpreter (default: Snakemake's own; ``python`` inside a conda env).
+    """
+    python = python or sys.executable
+    src = shlex.quote(str(src_dir))
+    return f"PYTHONPATH={src}${{PYTHONPATH:+:$PYTHONPATH}} {shlex.quote(python)} -m oldphoto.job"
+
+
+def job_arguments(inputs: Any, outputs: Any) -> str:
+    """``in.NAME=PATH``/``out.NAME=PATH`` arguments (shell-quoted) of a job's named files."""
+    parts = []
+    for prefix, files in (("in", inputs), ("out", outputs)):
+        for name, value in files.items():
+            if isinstance(value, (list, tuple)):
+                parts += [f"{prefix}.{name}[]={shlex.quote(str(v))}" for v in value]
+            else:
+                parts.append(f"{prefix}.{name}={shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def discover_inputs(input_dir: str | Path):
+    """The photos of a run (stem -> file), with the entries skipped and why.
+
+    Raises ConfigError when the folder is missing or two photos would share an output name.
+    """
+    from oldphoto.imageio import list_inputs
+
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise ConfigError(folder, "input_dir is not a folder")
+    return list_inputs(folder)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"3/10"`` -> ``(3, 10)``: the third of ten shards (1-based); None or "" -> None."""
+    if text in (None, "", "all"):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ConfigError(None, f"shard must look like 3/10 (shard 3 of 10, 1-based), not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_of(stem: str, count: int) -> int:
+    """The shard (1-based, of ``count``) a photo belongs to: a hash of its stem, so adding photos
+    to the folder never moves a photo to another shard."""
+    digest = hashlib.sha1(stem.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def select_shard(images: Mapping[str, Path], shard: tuple[int, int] | None) -> dict[str, Path]:
+    if shard is None:
+        return dict(images)
+    index, count = shard
+    return {stem: path for stem, path in images.items() if shard_of(stem, count) == index}
+
+
+def manifest_name(shard: str | None) -> str:
+    """``inputs.json``, or ``inputs.shard-3of10.json`` (shards may run at once)."""
+    parsed = parse_shard(shard)
+    return MANIFEST_NAME if parsed is None else f"inputs.shard-{parsed[0]}of{parsed[1]}.json"
+
+
+def write_manifest(path: str | Path, input_dir: str | Path, inputs) -> None:
+    """The run's input discovery, for cluster jobs to read instead of listing the folder again."""
+    from oldphoto.imageio import write_json
+
+    write_json(path, {
+        "input_dir": str(Path(input_dir).resolve()),
+        "images": {stem: os.fsdecode(p) for stem, p in inputs.images.items()},
+        "skipped": [[os.fsdecode(p), r] for p, r in inputs.skipped],
+    })
+
+
+def read_manifest(path: str | Path, input_dir: str | Path):
+    """The discovery a run's main process recorded, or None when absent or for another folder."""
+    from oldphoto.imageio import InputSet
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if data.get("input_dir") != str(Path(input_dir).resolve()):
+        return None
+    return InputSet({stem: Path(p) for stem, p in data["images"].items()},
+                    [(Path(p), r) for p, r in data["skipped"]])
+
+
+def load_inputs(config: Mapping[str, Any], manifest: str | Path, *, reuse_manifest: bool):
+    """The run's photos: from the manifest (cluster jobs) or the folder (the main process)."""
+    inputs = read_manifest(manifest, config["input_dir"]) if reuse_manifest else None
+    if inputs is None:
+        inputs = discover_inputs(config["input_dir"])
+    shard = parse_shard(config.get("shard"))
+    if shard is not None:
+        inputs = inputs._replace(images=select_shard(inputs.images, shard))
+    return inputs
+
+
+def stems_regex(stems: Iterable[str]) -> str:
+    """A wildcard constraint that matches exactly the known photo stems.
+
+    Written as a trie: shared prefixes appear once and sibling characters leading to the same
+    remainder share one character class, so 1,000 numbered scans ``scan 0000``...``scan 0999``
+    become ``scan\\ 0[0-9][0-9][0-9]``.  The length matters: Snakemake re-scans the constraint's
+    text every time it fills in an output pattern (several times per job), so a plain alternation
+    of all stems made building the DAG quadratic in the number of photos
+    (``bench/dag_scaling.py``).
+    """
+    trie: dict[str, dict] = {}
+    for stem in set(stems):
+        node = trie
+        for char in stem:
+            node = node.setdefault(char, {})
+        node[_END] = {}
+    if not trie:
+        return r"(?!x)x"
+    return _trie_regex(trie)
+
+
+_END = ""  # trie key marking the end of a stem (never a character)
+
+
+def _char_class(chars: list[str]) -> str:
+    """A regex matching exactly one of ``chars``: the character, or a class with ranges."""
+    if len(chars) == 1:
+        return re.escape(chars[0])
+    codes = sorted(ord(c) for c in chars)
+    parts, start, previous = [], codes[0], codes[0]
+    for code in codes[1:] + [-1]:
+        if code == previous + 1:
+            previous = code
+            continue
+        if previous - start >= 2:
+            parts.append(f"{re.escape(chr(start))}-{re.escape(chr(previous))}")
+        else:
+            parts.extend(re.escape(chr(c)) for c in range(start, previous + 1))
+        start = previous = code
+    return "[" + "".join(parts) + "]"
+
+
+def _trie_regex(node: dict[str, dict]) -> str:
+    """The remainders of the stems below ``node`` (with ``_END``: the empty one too)."""
+    by_rest: dict[str, list[str]] = {}
+    for char, child in node.items():
+        if char != _END:
+            by_rest.setdefault(_trie_regex(child), []).append(char)
+    alternatives = sorted(_char_class(chars) + rest for rest, chars in by_rest.items())
+    if not alternatives:
+        return ""
+    body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+    return f"(?:{body})?" if _END in node else body
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend
+
+
+def needed_networks(modes: Iterable[Mode], group: str) -> list[str]:
+    """The checkpoints of one group — ``global`` (stage 1) or ``face`` (stage 3) — that the
+    photos' modes need, in pipeline order."""
+    names: list[str] = []
+    for mode in modes:
+        wanted = mode.networks(faces=False) if group == "global" else [mode.face_network]
+        names += [n for n in wanted if n not in names]
+    return names
+
+
+def resolve_backend(config: Mapping[str, Any], modes: Iterable[Mode] | None = None) -> dict[str, str]:
+    """The backend of each checkpoint group: ``{"global": ..., "face": ...}``.
+
+    ``classical`` everywhere, or ``pretrained`` everywhere (missing checkpoints stop the run
+    before any work with a message naming every missing file, unless ``allow_download`` lets the
+    download rule fetch them).  ``auto`` decides per group: the official global checkpoints and
+    the official face checkpoints come in separate zips, and each group that is complete is used.
+    """
+    from oldphoto.checkpoints import missing_checkpoints, missing_message
+
+    modes = list(modes) if modes is not None else [run_mode(config)]
+    wanted = config["backend"]
+    groups = ("global", "face")
+    if wanted == "classical":
+        return dict.fromkeys(groups, "classical")
+    missing = {
+        g: missing_checkpoints(config["checkpoints_dir"], needed_networks(modes, g))
+        for g in groups
+    }
+    if wanted == "pretrained":
+        absent = missing["global"] + missing["face"]
+        if absent and not config.get("allow_download"):
+            raise CheckpointError(
+                config["checkpoints_dir"], missing_message(config["checkpoints_dir"], absent)
+            )
+        return dict.fromkeys(groups, "pretrained")
+    chosen = {g: ("classical" if missing[g] else "pretrained") for g in groups}
+    for group, files in missing.items():
+        if files:
+            print(
+                f"*** oldphoto: backend 'auto' -> CLASSICAL for the {group} networks: "
+                f"{len(files)} official checkpoint(s) missing from {config['checkpoints_dir']} "
+                f"(e.g. {files[0]}). These results come from the classical OpenCV/numpy "
+                "backend, not the official networks; every output records this in its PNG "
+                "metadata (oldphoto:backend). ***",
+                file=sys.stderr,
+            )
+    return chosen
+
+
+def backend_label(backend: Mapping[str, str]) -> str:
+    """One word when both groups agree, else ``global=...,face=...``."""
+    if backend["global"] == backend["face"]:
+        return backend["global"]
+    return f"global={backend['global']},face={backend['face']}"
+
+
+def official_checkpoint(config: Mapping[str, Any], name: str) -> str:
+    from oldphoto.checkpoints import official_path
+
+    return str(official_path(config["checkpoints_dir"], name))
+
+
+def all_official_checkpoints(config: Mapping[str, Any]) -> list[str]:
+    from oldphoto.checkpoints import OFFICIAL_FILES
+
+    return [official_checkpoint(config, name) for name in OFFICIAL_FILES]
+
+
+def landmarks_path(config: Mapping[str, Any]) -> str:
+    if config.get("landmarks"):
+        return str(config["landmarks"])
+    from oldphoto.faces import default_landmarks_path
+
+    return str(default_landmarks_path())
+
+
+def face_count(record_path: str | Path) -> int:
+    with open(record_path, encoding="utf-8") as handle:
+        return len(json.load(handle)["faces"])

@@ -1,0 +1,111 @@
+"""The output folder layout: one place that names every file a run writes.
+
+The stage folders are the official ``run.py`` layout and, in the workflow, the dependency graph.
+The Snakefile builds its rule patterns from these functions (called with ``"{image}"``), the run
+summary and the report read finished runs through them, and the CLI points users at them.
+
+::
+
+    <output_dir>/
+      stage_1_restore_output/masks/{input,mask}/<photo>.png     scratch detection
+      stage_1_restore_output/{origin,input_image,restored_image}/<photo>.png
+      stage_2_detection_output/<photo>/faces.json, <photo>_<k>.png
+      stage_3_face_output/by_photo/<photo>/<photo>_<k>.png      (face_jobs: per_image)
+      stage_3_face_output/each_img/<photo>_<k>.png              (face_jobs: per_face)
+      final_output/<photo>.<ext>
+      report/{previews,masks,faces}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
+      .oldphoto/                                                run bookkeeping (input manifest)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SUMMARY_NAME = "run_summary.json"
+STAGE1 = "stage_1_restore_output"
+STAGE2 = "stage_2_detection_output"
+STAGE3 = "stage_3_face_output"
+FINAL = "final_output"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one ``output_dir`` (strings, so ``"{image}"`` patterns work as well)."""
+
+    output_dir: str
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.output_dir.rstrip("/") or ".", *parts])
+
+    # -- stage 1 ------------------------------------------------------------------------------
+    def scratch_input(self, image: str) -> str:
+        """The photo as scratch detection resized it (sides multiples of 16)."""
+        return self._path(STAGE1, "masks", "input", f"{image}.png")
+
+    def scratch_mask(self, image: str) -> str:
+        return self._path(STAGE1, "masks", "mask", f"{image}.png")
+
+    def stage1(self, kind: str, image: str) -> str:
+        """``kind``: ``origin``, ``input_image`` or ``restored_image``."""
+        return self._path(STAGE1, kind, f"{image}.png")
+
+    def restored(self, image: str) -> str:
+        return self.stage1("restored_image", image)
+
+    # -- stages 2 and 3 -----------------------------------------------------------------------
+    def faces_dir(self, image: str) -> str:
+        return self._path(STAGE2, image)
+
+    def faces_record(self, image: str) -> str:
+        return self._path(STAGE2, image, "faces.json")
+
+    def aligned_face(self, image: str, face: int | str) -> str:
+        return self._path(STAGE2, image, f"{image}_{face}.png")
+
+    def enhanced_dir(self, image: str) -> str:
+        """All enhanced faces of a photo (one stage-3 job per photo)."""
+        return self._path(STAGE3, "by_photo", image)
+
+    def enhanced_face(self, image: str, face: int | str) -> str:
+        """One enhanced face (one stage-3 job per face, the official ``each_img/`` layout)."""
+        return self._path(STAGE3, "each_img", f"{image}_{face}.png")
+
+    # -- stage 4 and the rest ---------------------------------------------------------------
+    @property
+    def final_dir(self) -> str:
+        return self._path(FINAL)
+
+    def final(self, image: str, ext: str = "png") -> str:
+        return self._path(FINAL, f"{image}.{ext}")
+
+    def log(self, rule: str, name: str) -> str:
+        return self._path("logs", rule, f"{name}.log")
+
+    @property
+    def logs_dir(self) -> str:
+        return self._path("logs")
+
+    def benchmark(self, rule: str, name: str) -> str:
+        return self._path("benchmarks", rule, f"{name}.tsv")
+
+    @property
+    def benchmarks_dir(self) -> str:
+        return self._path("benchmarks")
+
+    def preview(self, kind: str, image: str) -> str:
+        """Report previews: ``before-after``, ``scratches`` or ``faces``."""
+        folder = {"before-after": "previews", "scratches": "masks", "faces": "faces"}[kind]
+        return self._path("report", folder, f"{image}.{kind}.jpg")
+
+    @property
+    def summary(self) -> str:
+        return self._path(SUMMARY_NAME)
+
+    @property
+    def run_dir(self) -> str:
+        """Run bookkeeping: the input manifest, worker keys."""
+        return self._path(".oldphoto")
+
+    def root(self) -> Path:
+        return Path(self.output_dir)

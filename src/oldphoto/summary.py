@@ -1,0 +1,193 @@
+"""The end of a run: what happened to every photo, as ``run_summary.json`` and one line.
+
+Called from the Snakefile's ``onsuccess``/``onerror`` (once per run, in the main process).  Each
+job's log says how it ended — ``] done``, a ``FAILED <rule> <image> :: <reason>`` line, or
+nothing (killed) — and the final outputs say which photos are finished.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from oldphoto import __version__
+from oldphoto.dag import backend_label, face_count
+from oldphoto.jobs import FAILED_PREFIX
+from oldphoto.layout import SUMMARY_NAME, Layout
+from oldphoto.mode import Mode
+
+
+def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
+             modes: Mapping[str, Mode] | None = None) -> None:
+    """The run's first lines: how many photos, where, in which mode(s), which backend."""
+    counts: dict[str, int] = {}
+    for stem in inputs.images:
+        mode = (modes or {}).get(stem) or Mode(config["with_scratch"], config["hr"])
+        counts[mode.key] = counts.get(mode.key, 0) + 1
+    described = ", ".join(f"{n} {key}" for key, n in sorted(counts.items())) or "no photos"
+    print(
+        f"oldphoto {__version__}: {len(inputs.images)} photo(s) from {config['input_dir']} -> "
+        f"{config['output_dir']} ({described}; backend {backend_label(backend)})",
+        file=sys.stderr,
+    )
+    for path, reason in inputs.skipped:
+        print(f"oldphoto: skipped {path}: {reason}", file=sys.stderr)
+
+
+def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
+    """image stem -> the one-line failure reasons its jobs wrote to their logs."""
+    reasons: dict[str, list[str]] = {}
+    if not log_dir.is_dir():
+        return reasons
+    for log in sorted(log_dir.glob("*/*.log")):
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(FAILED_PREFIX):
+                # "FAILED <rule> <image>: <reason>"
+                head, _, reason = line[len(FAILED_PREFIX):].partition(" :: ")
+                _, _, image = head.partition(" ")
+                reasons.setdefault(image, []).append(reason.strip())
+    return reasons
+
+
+IMAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
+               "blend_faces")
+
+
+def unfinished_jobs(log_dir: Path) -> dict[str, list[str]]:
+    """image stem -> a reason for each job log that ends neither in "done" nor in a FAILED line.
+
+    Such a job was killed (SIGKILL, the kernel's OOM killer, a cluster's memory or time limit)
+    or its interpreter died: it could not write a reason itself.
+    """
+    reasons: dict[str, list[str]] = {}
+    if not log_dir.is_dir():
+        return reasons
+    for log in sorted(log_dir.glob("*/*.log")):
+        rule = log.parent.name
+        if rule not in IMAGE_RULES:
+            continue
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if any(line.startswith(FAILED_PREFIX) or line.endswith("] done") for line in lines):
+            continue
+        stem = re.sub(r"_\d+$", "", log.stem) if rule == "enhance_face" else log.stem
+        reasons.setdefault(stem, []).append(
+            f"{rule} job ended without finishing or reporting an error (killed by a signal, "
+            f"e.g. out of memory or a time limit); see {display_path(log)}"
+        )
+    return reasons
+
+
+_LOADED_AT = time.time()  # this Snakemake process loaded the workflow: its jobs start later
+
+
+def remove_stale_temp_files(output_dir: Path, older_than: float) -> list[Path]:
+    """Remove the ``.tmp-*`` files of atomic writes interrupted before ``older_than``.
+
+    A job killed while writing leaves its temporary file (never a partial file under a final
+    name).  Called when every job of this run has ended; only files last written before this
+    run started are removed, so a concurrent writer's temporary file is never touched.
+    """
+    from oldphoto.imageio import TEMP_PREFIX
+
+    removed = []
+    if not output_dir.is_dir():
+        return removed
+    for path in output_dir.rglob(f"{TEMP_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < older_than:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as valid UTF-8 text: undecodable bytes (surrogate escapes) become ``\\xNN``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> dict[str, Any]:
+    layout = Layout(config["output_dir"])
+    out = Path(config["output_dir"])
+    failures = failure_reasons(out / "logs")
+    unfinished = unfinished_jobs(out / "logs")
+    photos: dict[str, Any] = {}
+    for stem, source in sorted(inputs.images.items()):
+        entry: dict[str, Any] = {"input": display_path(source)}
+        record = Path(layout.faces_record(stem))
+        if record.is_file():
+            try:
+                entry["faces"] = face_count(record)
+            except (OSError, ValueError, KeyError):
+                entry["faces"] = None
+        if Path(layout.final(stem)).is_file() and stem not in failures:
+            entry["status"] = "restored"
+        elif stem in failures:
+            entry["status"] = "failed"
+            entry["reasons"] = failures[stem]
+        elif stem in unfinished:
+            entry["status"] = "failed"
+            entry["reasons"] = unfinished[stem]
+        else:
+            entry["status"] = "not run"
+        photos[stem] = entry
+    counts = {
+        "restored": sum(p["status"] == "restored" for p in photos.values()),
+        "with_faces_enhanced": sum(
+            p["status"] == "restored" and (p.get("faces") or 0) > 0 for p in photos.values()
+        ),
+        "failed": sum(p["status"] == "failed" for p in photos.values()),
+        "not_run": sum(p["status"] == "not run" for p in photos.values()),
+        "skipped": len(inputs.skipped),
+    }
+    return {
+        "version": __version__,
+        "backend": backend_label(backend),
+        "backends": dict(backend),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "counts": counts,
+        "photos": photos,
+        "skipped": [{"path": display_path(p), "reason": r} for p, r in inputs.skipped],
+    }
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    c = summary["counts"]
+    line = (
+        f"oldphoto: {c['restored']} photo(s) restored ({c['with_faces_enhanced']} with faces "
+        f"enhanced), {c['failed']} failed, {c['skipped']} skipped, backend {summary['backend']}"
+    )
+    if c["not_run"]:
+        line += f", {c['not_run']} not run"
+    return line
+
+
+def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
+               ok: bool) -> dict[str, Any]:
+    """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
+    from oldphoto.imageio import write_json
+
+    summary = summarize(config, inputs, backend)
+    summary["snakemake_ok"] = ok
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out, older_than=_LOADED_AT)
+    write_json(out / SUMMARY_NAME, summary)
+    print(summary_line(summary), file=sys.stderr)
+    for stem, entry in summary["photos"].items():
+        for reason in entry.get("reasons", []):
+            print(f"oldphoto: FAILED {stem}: {reason}", file=sys.stderr)
+    print(f"oldphoto: results in {out / 'final_output'}; summary in {out / SUMMARY_NAME}",
+          file=sys.stderr)
+    return summary

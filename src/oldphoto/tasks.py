@@ -1,0 +1,207 @@
+"""What each workflow rule does to its files: one function per rule, files in, files out.
+
+A rule's ``shell:`` line runs ``python -m oldphoto.job <task> ...`` (:mod:`oldphoto.job`), a thin
+client that hands the job's paths and settings to a warm worker process (or runs it in its own
+process); either way the task runs here, through :func:`oldphoto.jobs.run_request`.  Every function
+only reads the job's inputs, calls the library, and writes its outputs (atomically): the logic
+lives in :mod:`oldphoto.stages` and the modules below it.
+
+``job.params`` are the rule's ``params`` — only what shapes the outputs (so a changed setting
+reruns only what it changes); scheduling settings (device, threads, memory budget) are in
+``job.settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from oldphoto.mode import Mode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from oldphoto.jobs import Job
+
+# Tasks that may run a network (they take a device and, on a workstation, a GPU slot).
+NETWORK_TASKS = frozenset({"detect_scratches", "restore_global", "enhance_face", "enhance_faces"})
+
+
+def _mode(job: "Job") -> Mode:
+    return Mode.from_key(job.params["mode"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1
+
+
+def detect_scratches(job: "Job") -> None:
+    from oldphoto import stages
+
+    photo = job.read_photo(job.input("image"))
+    unet = job.network("detection") if job.params["backend"] == "pretrained" else None
+    image, mask = stages.detect_scratches(photo.rgb, job.params["backend"], unet, job.device)
+    job.write_png(job.output("image"), image)
+    job.write_png(job.output("mask"), stages.mask_to_rgb(mask))
+    job.log(f"scratch mask covers {100.0 * (mask > 0).mean():.2f}% of the photo")
+
+
+def restore_global(job: "Job") -> None:
+    from oldphoto import stages
+
+    mode = _mode(job)
+    backend = job.params["backend"]
+    photo = job.read_photo(job.input("image"))
+    mask = stages.read_mask(job.input("mask")) if mode.with_scratch else None
+    networks = None
+    if backend == "pretrained":
+        networks = {role: job.network(name) for role, name in
+                    zip(("encoder", "mapping", "decoder"), mode.stage1_networks)}
+    result = stages.restore_global(
+        photo.rgb, mask, backend, mode=mode, networks=networks, device=job.device,
+        test_mode=job.params.get("test_mode", "Full"), stretch=job.params.get("stretch", "official"),
+        memory_budget_mb=int(job.settings.get("memory_budget_mb", 8000)), log=job.log,
+    )
+    job.write_png(job.output("origin"), result.origin)
+    job.write_png(job.output("input_image"), result.input_image)
+    job.write_png(job.output("restored"), result.restored)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2
+
+
+def detect_faces(job: "Job") -> None:
+    from oldphoto import stages
+
+    photo = job.read_photo(job.input("restored"))
+    models = job.face_models(job.params["landmarks"])
+    record, faces = stages.detect_and_align_faces(photo.rgb, models, int(job.params["face_size"]))
+    folder = Path(job.output("faces"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, face in enumerate(faces, start=1):
+        job.write_png(folder / f"{job.image}_{index}.png", face)
+    stages.write_record(folder / "faces.json", record)
+    job.log(f"{len(faces)} face(s) found")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3
+
+
+def _face_generator(job: "Job"):
+    if job.params["backend"] != "pretrained":
+        return None
+    return job.network(job.params["network"])
+
+
+def enhance_face(job: "Job") -> None:
+    """One aligned face -> its enhanced face (``face_jobs: per_face``)."""
+    from oldphoto import stages
+
+    face = job.read_photo(job.input("face")).rgb
+    enhanced = stages.enhance_face(face, job.params["backend"], _face_generator(job), job.device)
+    job.write_png(job.output("face"), enhanced)
+
+
+def enhance_faces(job: "Job") -> None:
+    """Every aligned face of a photo -> its folder of enhanced faces, one model load."""
+    from oldphoto import stages
+
+    record = stages.read_record(Path(job.input("faces")) / "faces.json")
+    count = len(record["faces"])
+    generator = _face_generator(job) if count else None
+    folder = Path(job.output("enhanced"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(1, count + 1):
+        name = f"{job.image}_{k}.png"
+        face = job.read_photo(Path(job.input("faces")) / name).rgb
+        enhanced = stages.enhance_face(face, job.params["backend"], generator, job.device)
+        job.write_png(folder / name, enhanced)
+        job.log(f"enhanced {name}")
+    if not count:
+        job.log("no faces")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4
+
+
+def blend_faces(job: "Job") -> None:
+    from oldphoto import stages
+
+    restored = job.read_photo(job.input("restored")).rgb
+    record = stages.read_record(stages.record_path(job.input("faces")))
+    enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
+    original = job.read_photo(job.input("original"))
+    keep_size = job.params["final_size"] == "original"
+    final = stages.compose_final(
+        restored, record, enhanced, blending=job.params["blending"],
+        original_size=original.size if keep_size else None, log=job.log,
+    )
+    job.write_png(job.output("final"), final, alpha=original.alpha if keep_size else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report previews
+
+
+def make_preview(job: "Job") -> None:
+    from oldphoto import report, stages
+
+    kind = job.params["kind"]
+    width = int(job.params["width"])
+    if kind == "before_after":
+        before = job.read_photo(job.input("before")).rgb
+        after = job.read_photo(job.input("after")).rgb
+        image = report.side_by_side(before, after, max_width=width)
+    elif kind == "scratches":
+        photo = job.read_photo(job.input("image")).rgb
+        image = report.fit_width(report.mask_overlay(photo, stages.read_mask(job.input("mask"))),
+                                 width)
+    elif kind == "faces":
+        enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
+        folder = Path(stages.record_path(job.input("faces"))).parent
+        pairs = [(job.read_photo(folder / f"{job.image}_{k}.png").rgb, enhanced[k])
+                 for k in sorted(enhanced)]
+        image = report.fit_width(report.face_strip(pairs), width) if pairs else \
+            report.no_faces_tile()
+    else:
+        raise ValueError(f"unknown preview kind {kind!r}")
+    report.write_jpeg(job.output("preview"), image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def prepare_checkpoint(job: "Job") -> None:
+    from oldphoto.checkpoints import convert_to_cache
+
+    convert_to_cache(job.input("official"), job.params["name"], job.output("cache"))
+    job.log(f"verified {job.input('official')} -> {job.output('cache')}")
+
+
+def download_checkpoints(job: "Job") -> None:
+    from oldphoto.checkpoints import download_official
+
+    for path in download_official(job.params["checkpoints_dir"]):
+        job.log(f"downloaded and verified {path}")
+
+
+TASKS: dict[str, Callable[["Job"], None]] = {
+    "detect_scratches": detect_scratches,
+    "restore_global": restore_global,
+    "detect_faces": detect_faces,
+    "enhance_face": enhance_face,
+    "enhance_faces": enhance_faces,
+    "blend_faces": blend_faces,
+    "make_preview": make_preview,
+    "prepare_checkpoint": prepare_checkpoint,
+    "download_checkpoints": download_checkpoints,
+}
+
+
+def run_task(request: dict) -> dict:
+    """The worker handler (and the in-process path): run one job request, return its outcome."""
+    from oldphoto.jobs import run_request
+
+    return run_request(request, TASKS)
