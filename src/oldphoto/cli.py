@@ -262,6 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
 
+    from oldphoto.locks import clear_stale_lock
+
+    # After a kill -9 the directory lock stays behind: remove it only when no Snakemake process
+    # works in this folder (checked, not guessed).
+    for lock in clear_stale_lock(out):
+        print(f"oldphoto: removed the stale Snakemake lock {lock} (no Snakemake process runs "
+              f"in {out})", file=sys.stderr)
     command = snakemake_command(root, out, config_file, args, gpus, extra)
     print("oldphoto: " + shlex.join(command), file=sys.stderr, flush=True)
     started = time.time() - 1.0  # file systems with coarse timestamps

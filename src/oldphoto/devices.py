@@ -296,7 +296,7 @@ def select_device(config_device: str, threads: int, lock_dir: str | Path | None 
     ``slot.release()`` or the end of the process; prefer :func:`select_device_for_job`.
     """
     device, slot, description = _select(config_device, threads, lock_dir, jobs_per_gpu, log,
-                                        cpu_only, only_gpu)
+                                        cpu_only)
     (log or _stderr)(f"device: {description}")
     return device, slot
 
