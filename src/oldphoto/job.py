@@ -101,7 +101,15 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     request = parse_args(list(sys.argv[1:] if argv is None else argv))
-    outcome = submit(request)
+    try:
+        outcome = submit(request)
+    except Exception as err:  # noqa: BLE001 - the job fails with a reason in its log, always
+        line = (f"FAILED {request.get('rule') or request['task']} {request.get('image', '')} :: "
+                f"internal error ({type(err).__name__}): {err}")
+        if request.get("log"):
+            with open(request["log"], "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        outcome = {"ok": False, "message": line}
     if not outcome.get("ok"):
         print(outcome.get("message", "FAILED"), file=sys.stderr)
         return 1
