@@ -153,9 +153,10 @@ def _job_pids(pgid: int) -> dict[int, str]:
                 args = handle.read().split(b"\0")
         except OSError:
             continue
-        for arg in args:
-            if b"/.snakemake/scripts/" in arg:
-                jobs[pid] = os.path.basename(arg.decode(errors="replace"))
+        if b"oldphoto.job" in args:  # python -m oldphoto.job TASK rule=NAME ...
+            for arg in args:
+                if arg.startswith(b"rule="):
+                    jobs[pid] = arg[5:].decode(errors="replace")
     return jobs
 
 
@@ -202,7 +203,7 @@ def kill_a_writer(proc: subprocess.Popen, out: Path) -> tuple[Path, str]:
 def test_interrupted_runs_resume_byte_identical(reference, tmp_path):
     reference_files = reference
     make_photos(tmp_path / "in")
-    config = workflow_config(tmp_path)
+    config = workflow_config(tmp_path, workers=False)  # SIGKILLs the job process that writes
     out = Path(config["output_dir"])
     work = tmp_path / "work"
 
@@ -216,7 +217,7 @@ def test_interrupted_runs_resume_byte_identical(reference, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     rule = next(r for r in ("restore_global", "detect_faces", "enhance_face", "blend_faces")
-                if f".{r}.py" in cmdline)
+                if f" rule={r} " in cmdline)
     # the kill came mid-write: the partial data exists, under its temporary name only
     assert tmp.is_file() and tmp.stat().st_size > 0
     assert proc.returncode != 0

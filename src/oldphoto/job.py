@@ -33,6 +33,8 @@ SETTINGS_ENV = {
     "memory_budget_mb": "OLDPHOTO_MEMORY_BUDGET_MB",
 }
 HANDLER = "oldphoto.tasks:run_task"
+WORKER_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "OLDPHOTO_FAKE_GPUS", "OLDPHOTO_GPU_LOCK_DIR",
+              "OLDPHOTO_GPU_SLOT_TRACE")
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -82,6 +84,8 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
     from oldphoto.worker.client import submit as submit_to_worker
 
     pool = "net" if request["task"] in NETWORK_TASKS else "cpu"
+    # A worker started with other values of these is replaced (they pick its device).
+    request["env"] = {name: os.environ.get(name, "") for name in WORKER_ENV}
     try:
         return submit_to_worker(
             request, pool=pool, handler=HANDLER, key=os.environ.get("OLDPHOTO_RUN_KEY"),

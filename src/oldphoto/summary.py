@@ -178,6 +178,12 @@ def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
     from oldphoto.imageio import write_json
 
+    from oldphoto.worker.client import shutdown_all
+
+    # The run's warm workers end with it (they would also notice that Snakemake is gone).
+    stopped = shutdown_all(str(Path(config["output_dir"]).resolve()))
+    if stopped:
+        print(f"oldphoto: stopped {stopped} warm worker(s)", file=sys.stderr)
     summary = summarize(config, inputs, backend)
     summary["snakemake_ok"] = ok
     out = Path(config["output_dir"])
