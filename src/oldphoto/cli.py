@@ -103,6 +103,8 @@ OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
   python -m snakemake --snakefile <repo>/Snakefile --directory OUTPUT_FOLDER
       --configfile OUTPUT_FOLDER/oldphoto_config.yaml --cores N --keep-going --rerun-incomplete
       [--resources gpu=<number of GPUs>] [EXTRA]
+  oldphoto sheet INPUT_DIR [-o PATH] [--force]  writes a starter photo sheet (per-photo
+               settings, --photo-sheet; see oldphoto sheet --help)
 Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
 Run it again to finish an interrupted run or add photos: only missing work is done.
 
@@ -121,7 +123,8 @@ the others are finished), 2 for a command line or configuration error.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oldphoto",
-        usage="%(prog)s [options] [-- EXTRA snakemake arguments]",
+        usage="%(prog)s [options] [-- EXTRA snakemake arguments]\n"
+              "       %(prog)s sheet INPUT_DIR [-o PATH] [--force]",
         description="Restore old photos (Bringing Old Photos Back to Life, Wan et al. 2020) with "
                     "the same options as the official run.py, as an incremental Snakemake "
                     "workflow.",
@@ -156,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "%(default)s)")
     parser.add_argument("--dry-run", "-n", action="store_true", dest="dry_run",
                         help="show the jobs that would run, run nothing (snakemake --dry-run)")
+    parser.add_argument("--photo-sheet", default=None, metavar="TSV", dest="photo_sheet",
+                        help="per-photo settings (docs/photo_sheet.md; config: photo_sheet); "
+                             "write a starter one with: %(prog)s sheet INPUT_FOLDER")
     parser.add_argument("--report", nargs="?", const="", default=None, metavar="FILE",
                         help="after the run, build the Snakemake report of every finished photo "
                              "(snakemake --report FILE gallery; default FILE: "
@@ -182,6 +188,12 @@ def settings(args: argparse.Namespace, root: Path) -> dict:
         # relative paths of config.yaml are relative to the repository; --directory moves them
         "cache_dir": str(root / "resources" / "cache"),
     }
+    if args.photo_sheet is not None:
+        photo_sheet = Path(args.photo_sheet).expanduser().resolve()
+        if not photo_sheet.is_file():
+            raise UsageError(f"--photo-sheet {args.photo_sheet}: no such file (write one with: "
+                             f"oldphoto sheet {args.input_folder})")
+        config["photo_sheet"] = str(photo_sheet)
     if gpus == []:
         config.update(device="cpu", gpu_per_job=0)
     elif gpus:
@@ -233,8 +245,48 @@ def read_summary(out: Path, since: float) -> dict | None:
         return None
 
 
+def build_sheet_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oldphoto sheet",
+        description="Write a starter photo sheet: every photo of INPUT_DIR with "
+                    "with_scratch=auto and the other settings empty (= the run's). Edit it, "
+                    "then run: oldphoto --input_folder INPUT_DIR --photo-sheet FILE "
+                    "(docs/photo_sheet.md)",
+    )
+    parser.add_argument("input_dir", metavar="INPUT_DIR", help="folder with the photos")
+    parser.add_argument("-o", "--output", default="photo_sheet.tsv", metavar="PATH",
+                        help="the sheet to write (default: %(default)s in the current folder)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing sheet")
+    return parser
+
+
+def sheet_main(argv: Sequence[str]) -> int:
+    """``oldphoto sheet INPUT_DIR [-o PATH] [--force]``: exit 0, or 2 with the reason."""
+    from oldphoto.errors import ConfigError
+    from oldphoto.sheet import write_starter_sheet
+
+    args = build_sheet_parser().parse_args(list(argv))
+    input_dir = Path(args.input_dir).expanduser()
+    if not input_dir.is_dir():
+        print(f"oldphoto sheet: error: {args.input_dir}: not a folder", file=sys.stderr)
+        return 2
+    target = Path(args.output).expanduser()
+    try:
+        names = write_starter_sheet(input_dir, target, overwrite=args.force)
+    except ConfigError as err:
+        hint = "; add --force to replace it" if target.exists() and not args.force else ""
+        print(f"oldphoto sheet: error: {err}{hint}", file=sys.stderr)
+        return 2
+    print(f"oldphoto sheet: {target}: {len(names)} photo(s), with_scratch=auto; edit it, then "
+          f"run oldphoto --input_folder {shlex.quote(str(input_dir))} --photo-sheet "
+          f"{shlex.quote(str(target))}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sheet"]:
+        return sheet_main(argv[1:])
     extra: list[str] = []
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
