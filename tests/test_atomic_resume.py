@@ -109,7 +109,7 @@ def reference(tmp_path_factory):
     """The outputs of an uninterrupted run."""
     tmp = tmp_path_factory.mktemp("reference")
     make_photos(tmp / "in")
-    config = workflow_config(tmp)
+    config = workflow_config(tmp, face_jobs="per_face")
     run_snakemake(tmp / "work", config)
     files = outputs(Path(config["output_dir"]))
     assert "final_output/face.png" in files and f"final_output/{Path(BIG).stem}.png" in files
@@ -203,7 +203,7 @@ def kill_a_writer(proc: subprocess.Popen, out: Path) -> tuple[Path, str]:
 def test_interrupted_runs_resume_byte_identical(reference, tmp_path):
     reference_files = reference
     make_photos(tmp_path / "in")
-    config = workflow_config(tmp_path, workers=False)  # SIGKILLs the job process that writes
+    config = workflow_config(tmp_path, face_jobs="per_face", workers=False)  # SIGKILLs the job process that writes
     out = Path(config["output_dir"])
     work = tmp_path / "work"
 

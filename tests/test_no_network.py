@@ -170,7 +170,7 @@ def test_classical_run_with_pretrained_faces_is_offline(tmp_path, recipe_checkpo
     make_tiny_photos(tmp_path / "in")
     for extra in ("no face.jpg", "scratched.png"):
         (tmp_path / "in" / extra).unlink()
-    config = workflow_config(tmp_path, backend="auto", with_scratch=True,
+    config = workflow_config(tmp_path, face_jobs="per_face", backend="auto", with_scratch=True,
                              checkpoints_dir=str(face_only))
     proc, attempts = run_offline(tmp_path, config)
     _assert_ok(proc, attempts)

@@ -135,7 +135,7 @@ def scenario(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm")
     made = make_tiny_photos(tmp / "in")
     made["scratched"].unlink()  # two photos keep the run short: one with a face, one without
-    settings = dict(device="auto", threads=1, memory_budget_mb=1000)
+    settings = dict(device="auto", threads=1, memory_budget_mb=1000, face_jobs="per_face")
 
     # 1. Reference: a local run on the CPU.
     local = tmp / "local"

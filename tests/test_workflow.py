@@ -57,7 +57,7 @@ def finished_run(tmp_path_factory):
     """One complete classical run with scratches; later tests copy it."""
     tmp = tmp_path_factory.mktemp("run")
     make_tiny_photos(tmp / "in")
-    config = workflow_config(tmp, with_scratch=True)
+    config = workflow_config(tmp, face_jobs="per_face", with_scratch=True)
     proc = run_snakemake(tmp / "work", config)
     return tmp, config, proc
 
@@ -116,7 +116,7 @@ def test_added_photo_runs_only_its_jobs(finished_run, tmp_path):
     tmp, config, _ = finished_run
     shutil.copytree(tmp, tmp_path / "copy", symlinks=True)
     copy = tmp_path / "copy"
-    config = workflow_config(copy, with_scratch=True)
+    config = workflow_config(copy, face_jobs="per_face", with_scratch=True)
     with Image.open(Path(config["input_dir"]) / "face.png") as im:
         im.transpose(Image.FLIP_LEFT_RIGHT).save(Path(config["input_dir"]) / "new.png")
     proc = run_snakemake(copy / "work", config, "--dry-run")
@@ -130,7 +130,7 @@ def test_touched_photo_reruns_only_its_chain(finished_run, tmp_path):
     tmp, config, _ = finished_run
     shutil.copytree(tmp, tmp_path / "copy", symlinks=True)
     copy = tmp_path / "copy"
-    config = workflow_config(copy, with_scratch=True)
+    config = workflow_config(copy, face_jobs="per_face", with_scratch=True)
     later = time.time() + 5
     os.utime(Path(config["input_dir"]) / "no face.jpg", (later, later))
     proc = run_snakemake(copy / "work", config, "--dry-run")
@@ -147,7 +147,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(finished_run, tmp_path)
     for delay in (4.0,):  # more kill points: test_atomic_resume.py
         run_dir = tmp_path / f"kill{delay}"
         make_tiny_photos(run_dir / "in")
-        config = workflow_config(run_dir, with_scratch=True)
+        config = workflow_config(run_dir, face_jobs="per_face", with_scratch=True)
         (run_dir / "work").mkdir(parents=True)
         configfile = run_dir / "work" / "test-config.yaml"
         import yaml

@@ -41,7 +41,7 @@ def test_pretrained_quality_path_equals_library(tmp_path, recipe_checkpoints):
     make_tiny_photos(tmp_path / "in")
     for extra in ("no face.jpg", "scratched.png"):
         (tmp_path / "in" / extra).unlink()
-    config = workflow_config(tmp_path, backend="pretrained",
+    config = workflow_config(tmp_path, face_jobs="per_face", backend="pretrained",
                              checkpoints_dir=str(recipe_checkpoints), threads=2)
     proc = run_snakemake(tmp_path / "work", config)
     out = Path(config["output_dir"])
@@ -67,7 +67,7 @@ def test_auto_with_face_checkpoints_only_uses_the_face_network(tmp_path, recipe_
     shutil.copytree(src, only_faces / "Face_Enhancement/checkpoints/Setting_9_epoch_100")
     make_tiny_photos(tmp_path / "in")
     (tmp_path / "in" / "no face.jpg").unlink()
-    config = workflow_config(tmp_path, backend="auto", checkpoints_dir=str(only_faces),
+    config = workflow_config(tmp_path, face_jobs="per_face", backend="auto", checkpoints_dir=str(only_faces),
                              threads=2)
     proc = run_snakemake(tmp_path / "work", config)
     assert "CLASSICAL for the global networks" in proc.stderr
