@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PYTHON, REPO, loadavg, machine_info, machine_markdown, median  # noqa: E402
 
-from oldphoto.worker.client import shutdown_all, submit  # noqa: E402
+from oldphoto.worker.client import runtime_dir, shutdown_all, submit  # noqa: E402
 
 HANDLER = "oldphoto.worker.handler:noop"
 
@@ -65,6 +66,7 @@ def main() -> None:
                    watch=owner, spawn_env=env)
             spawns.append(time.perf_counter() - start)
             shutdown_all(f"{scratch}/cold{index}")
+            shutil.rmtree(runtime_dir(f"{scratch}/cold{index}"), ignore_errors=True)
         submit(request, pool="bench", handler=HANDLER, key=key, watch=owner, spawn_env=env)
         trips = []
         for _ in range(args.round_trips):
@@ -85,6 +87,8 @@ def main() -> None:
             cold.append(timed_process(cold_code, env))
     finally:
         shutdown_all(key)
+        shutil.rmtree(runtime_dir(key), ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     rows = [
         ("warm round trip (in-process loop)", trips),
         ("thin job: python -c submit() to a warm worker", thin),
