@@ -231,34 +231,41 @@ def test_sigterm_stops_a_worker(run):
 
 
 def test_worker_exits_when_the_run_owner_is_killed(run, tmp_path):
-    """A fake Snakemake (a script named ``snakemake``) starts a job client and sleeps; SIGKILL of
-    the fake must take its worker (and the worker's supervisor) with it."""
+    """An outer fake Snakemake (a script named ``snakemake``) starts an inner one (as Snakemake
+    runs a ``run:`` job), which starts a job client.  The worker must watch the **outer** one:
+    SIGKILL of it alone takes the worker (and the worker's supervisor) with it."""
     job = (f"import json, os\n"
            f"from oldphoto.worker.client import submit\n"
            f"from oldphoto.worker.procs import find_run_owner\n"
            f"r = submit({{'task': 'echo'}}, pool='cpu', handler={HANDLER!r}, key={run.key!r})\n"
-           f"print(json.dumps({{'worker': r['worker']['pid'], 'owner': find_run_owner()}}))\n")
-    fake = tmp_path / "snakemake"
-    fake.write_text(textwrap.dedent(f"""\
-        import subprocess, sys, time
-        subprocess.run([sys.executable, "-c", {job!r}], check=True)
-        sys.stdout.flush()
-        time.sleep(120)
-    """))
-    owner = subprocess.Popen([sys.executable, str(fake)], stdout=subprocess.PIPE, text=True,
-                             env=run.env)
+           f"print(json.dumps({{'worker': r['worker']['pid'], 'owner': find_run_owner(),\n"
+           f"                  'inner': os.getppid()}}))\n")
+    inner_script = str(tmp_path / "inner" / "snakemake")
+    for name, code in (("inner", f"subprocess.run([sys.executable, '-c', {job!r}], check=True)"),
+                       ("outer", f"subprocess.run([sys.executable, {inner_script!r}], check=True)")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "snakemake").write_text(
+            f"import subprocess, sys, time\n{code}\nsys.stdout.flush()\ntime.sleep(120)\n")
+    outer = subprocess.Popen([sys.executable, str(tmp_path / "outer" / "snakemake")],
+                             stdout=subprocess.PIPE, text=True, env=run.env)
+    line = {}
     try:
-        line = json.loads(owner.stdout.readline())
-        assert line["owner"][0] == owner.pid
+        line = json.loads(outer.stdout.readline())
+        assert line["owner"][0] == outer.pid != line["inner"]
         worker = line["worker"]
         info = json.loads(run.paths().pid.read_text())
         assert info["pid"] == worker and process_alive(worker)
     finally:
-        owner.kill()
-        owner.wait()
-    assert wait_until(lambda: not process_alive(worker), timeout=5)
-    assert wait_until(lambda: not process_alive(info["supervisor"]), timeout=5)
-    assert f"watched process {owner.pid} is gone" in run.paths().log.read_text()
+        outer.kill()
+        outer.wait()
+    try:
+        assert wait_until(lambda: not process_alive(worker), timeout=5)
+        assert wait_until(lambda: not process_alive(info["supervisor"]), timeout=5)
+        assert process_alive(line["inner"])  # the inner one lives on: it was not watched
+        assert f"watched process {outer.pid} is gone" in run.paths().log.read_text()
+    finally:
+        if line.get("inner"):
+            os.kill(line["inner"], signal.SIGKILL)
 
 
 def test_worker_sees_the_spawning_environment(run):
