@@ -241,8 +241,9 @@ def test_worker_exits_when_the_run_owner_is_killed(run, tmp_path):
            f"print(json.dumps({{'worker': r['worker']['pid'], 'owner': find_run_owner(),\n"
            f"                  'inner': os.getppid()}}))\n")
     inner_script = str(tmp_path / "inner" / "snakemake")
-    for name, code in (("inner", f"subprocess.run([sys.executable, '-c', {job!r}], check=True)"),
-                       ("outer", f"subprocess.run([sys.executable, {inner_script!r}], check=True)")):
+    scripts = {"inner": f"subprocess.run([sys.executable, '-c', {job!r}], check=True)",
+               "outer": f"subprocess.run([sys.executable, {inner_script!r}], check=True)"}
+    for name, code in scripts.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "snakemake").write_text(
             f"import subprocess, sys, time\n{code}\nsys.stdout.flush()\ntime.sleep(120)\n")
