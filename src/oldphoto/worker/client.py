@@ -133,11 +133,19 @@ def sources_stamp() -> int:
 def runtime_dir(key: str | None) -> Path:
     """The folder of one run's workers: ``runtime_base()/<16 hex digits>``, hashed from ``key``
     (the workflow passes its absolute output folder; None means the current directory),
-    ``SLURM_JOB_ID``, the Python interpreter, the package version and :func:`sources_stamp`."""
+    ``SLURM_JOB_ID``, the Python environment and interpreter, where the ``oldphoto`` package is,
+    its version and :func:`sources_stamp`.
+
+    The Snakemake process that calls :func:`shutdown_all` must compute the same key as its jobs:
+    inside a Slurm job ``SLURM_JOB_ID`` differs from the submitting Snakemake's, so there the
+    workers end with the job's own Snakemake (which they watch) rather than by that call."""
     parts = [
         key if key is not None else os.getcwd(),
         os.environ.get("SLURM_JOB_ID", ""),
-        sys.executable,
+        # the environment and interpreter, however it was called (python, python3, full path)
+        sys.prefix,
+        os.path.realpath(sys.executable),
+        str(_PACKAGE_DIR),
         oldphoto.__version__,
         str(sources_stamp()),
     ]
