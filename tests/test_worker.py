@@ -221,6 +221,9 @@ def test_shutdown_all_stops_every_worker(run):
     assert not any(process_alive(pid) for pid in pids)
     assert running_workers(run.key) == []
     assert "exit: shutdown requested" in run.paths("a").log.read_text()
+    run.submit("echo", pool="a")
+    assert shutdown_all(run.key, remove=True) == 1
+    assert not runtime_dir(run.key).exists()
 
 
 def test_sigterm_stops_a_worker(run):

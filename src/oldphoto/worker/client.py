@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -480,11 +481,19 @@ def running_workers(key: str | None) -> list[dict[str, Any]]:
     return workers
 
 
-def shutdown_all(key: str | None, timeout: float = 10.0) -> int:
+def shutdown_all(key: str | None, timeout: float = 10.0, *, remove: bool = False) -> int:
     """Tell every worker of the run ``key`` to exit and wait up to ``timeout`` s; returns how
     many stopped.  An idle worker gets a shutdown message; one busy with a request gets SIGTERM
-    and exits when that request is answered."""
+    and exits when that request is answered.  With ``remove``, the run's folder (locks, logs) is
+    deleted once no worker is left (e.g. after a successful run; keep it after a failed one)."""
     folder = runtime_dir(key)
+    stopped = _shutdown(folder, key, timeout)
+    if remove and folder.is_dir() and not running_workers(key):
+        shutil.rmtree(folder, ignore_errors=True)
+    return stopped
+
+
+def _shutdown(folder: Path, key: str | None, timeout: float) -> int:
     processes = []
     for worker in running_workers(key):
         paths = WorkerPaths(folder, worker["pool"], worker["slot"])
