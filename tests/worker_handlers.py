@@ -44,3 +44,8 @@ def handle(request: dict) -> dict:
     if task == "not_a_dict":
         return "done"  # type: ignore[return-value]
     return {"ok": False, "message": f"unknown task {task!r}"}
+
+
+def handle_other(request: dict) -> dict:
+    """The same tasks under another handler name (a worker must not serve two handlers)."""
+    return handle(request)

@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,19 @@ _POOL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _PACKAGE_DIR = Path(oldphoto.__file__).resolve().parent
 
 
-@dataclass(frozen=True)
 class WorkerPaths:
-    """The files of worker ``<pool>-<slot>`` in a run directory."""
+    """The files of worker ``<pool>-<slot>`` in a run directory (a plain class: ``dataclasses``
+    would import ``inspect``, ~10 ms of every job's start)."""
 
-    folder: Path
-    pool: str
-    slot: int
+    __slots__ = ("folder", "pool", "slot")
+
+    def __init__(self, folder: Path, pool: str, slot: int) -> None:
+        self.folder = Path(folder)
+        self.pool = pool
+        self.slot = slot
+
+    def __repr__(self) -> str:
+        return f"WorkerPaths({str(self.folder)!r}, {self.pool!r}, {self.slot})"
 
     @property
     def name(self) -> str:
@@ -128,11 +134,19 @@ def sources_stamp() -> int:
 def runtime_dir(key: str | None) -> Path:
     """The folder of one run's workers: ``runtime_base()/<16 hex digits>``, hashed from ``key``
     (the workflow passes its absolute output folder; None means the current directory),
-    ``SLURM_JOB_ID``, the Python interpreter, the package version and :func:`sources_stamp`."""
+    ``SLURM_JOB_ID``, the Python environment and interpreter, where the ``oldphoto`` package is,
+    its version and :func:`sources_stamp`.
+
+    The Snakemake process that calls :func:`shutdown_all` must compute the same key as its jobs:
+    inside a Slurm job ``SLURM_JOB_ID`` differs from the submitting Snakemake's, so there the
+    workers end with the job's own Snakemake (which they watch) rather than by that call."""
     parts = [
         key if key is not None else os.getcwd(),
         os.environ.get("SLURM_JOB_ID", ""),
-        sys.executable,
+        # the environment and interpreter, however it was called (python, python3, full path)
+        sys.prefix,
+        os.path.realpath(sys.executable),
+        str(_PACKAGE_DIR),
         oldphoto.__version__,
         str(sources_stamp()),
     ]
@@ -467,11 +481,19 @@ def running_workers(key: str | None) -> list[dict[str, Any]]:
     return workers
 
 
-def shutdown_all(key: str | None, timeout: float = 10.0) -> int:
+def shutdown_all(key: str | None, timeout: float = 10.0, *, remove: bool = False) -> int:
     """Tell every worker of the run ``key`` to exit and wait up to ``timeout`` s; returns how
     many stopped.  An idle worker gets a shutdown message; one busy with a request gets SIGTERM
-    and exits when that request is answered."""
+    and exits when that request is answered.  With ``remove``, the run's folder (locks, logs) is
+    deleted once no worker is left (e.g. after a successful run; keep it after a failed one)."""
     folder = runtime_dir(key)
+    stopped = _shutdown(folder, key, timeout)
+    if remove and folder.is_dir() and not running_workers(key):
+        shutil.rmtree(folder, ignore_errors=True)
+    return stopped
+
+
+def _shutdown(folder: Path, key: str | None, timeout: float) -> int:
     processes = []
     for worker in running_workers(key):
         paths = WorkerPaths(folder, worker["pool"], worker["slot"])

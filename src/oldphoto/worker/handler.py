@@ -82,3 +82,9 @@ def call_handler(handler: Handler, request: dict) -> dict:
     except (TypeError, ValueError) as err:
         return {"ok": False, "message": f"internal error (handler result is not JSON: {err})"}
     return result
+
+
+def noop(request: dict) -> dict:
+    """A handler that does nothing: for health checks and for measuring the worker round trip
+    (``bench/worker_overhead.py``)."""
+    return {"ok": True, "message": f"noop {request.get('task')}"}
