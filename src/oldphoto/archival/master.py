@@ -18,6 +18,7 @@ import io
 import json
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -199,7 +200,9 @@ def read_master(path: str | Path) -> Master:
     except OSError as err:
         raise BadImageError(path, f"cannot read file: {err.strerror or err}") from None
     with _Decoding(path, "not a readable image", None), open(path, "rb") as handle, \
-            Image.open(handle) as im:
+            warnings.catch_warnings(), Image.open(handle) as im:
+        # PIL warns about the IPTC tag's TIFF type; exiftool reads IPTC below.
+        warnings.simplefilter("ignore", UserWarning)
         notes: list[str] = []
         fmt = im.format or ""
         width, height = im.size
