@@ -30,7 +30,6 @@ import numpy as np
 from oldphoto.archival.depth import to_uint16, to_uint8
 from oldphoto.archival.master import Master, run_exiftool
 from oldphoto.archival.provenance import provenance_xmp, software_agent
-from oldphoto.errors import BadImageError
 
 Format = Literal["png", "tiff", "jpeg"]
 

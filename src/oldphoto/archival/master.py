@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from oldphoto.errors import BadImageError
+from oldphoto.errors import BadImageError, ConfigError
 
 EXIFTOOL = "exiftool"
 """The exiftool command (Debian ``libimage-exiftool-perl``)."""
@@ -106,22 +106,19 @@ def exiftool_path() -> str:
     """The exiftool executable, or a clear error when it is not installed."""
     found = shutil.which(EXIFTOOL)
     if found is None:
-        raise BadImageError(None, "exiftool is not installed (Debian: apt-get install "
-                                  "libimage-exiftool-perl); it reads and writes the EXIF, "
-                                  "IPTC and XMP of archival derivatives")
+        raise ConfigError(None, "exiftool is not installed (Debian: apt-get install "
+                                "libimage-exiftool-perl); it reads and writes the EXIF, "
+                                "IPTC and XMP of archival derivatives")
     return found
 
 
-def run_exiftool(args: list[str], path: str | Path | None, *, stdin: bytes | None = None,
-                 timeout: float = 120) -> bytes:
+def run_exiftool(args: list[str], path: str | Path | None, *, timeout: float = 120) -> bytes:
     """Run exiftool with ``args`` (passed through an argument file on stdin); its stdout.
 
     ``path`` names the file in the error raised when exiftool fails.  Arguments go through
     ``-@ -`` so that no value is ever parsed by a shell or limited by the command-line length.
     """
     argfile = "\n".join(args).encode("utf-8") + b"\n"
-    if stdin is not None:
-        raise ValueError("stdin is used for the argument file")
     try:
         proc = subprocess.run([exiftool_path(), "-@", "-"], input=argfile, capture_output=True,
                               timeout=timeout, check=False)
