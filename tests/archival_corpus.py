@@ -1,0 +1,145 @@
+"""A generated, tagged corpus of archival masters for the archival-derivative tests.
+
+Every master carries the same descriptive and rights fields (EXIF, IPTC-IIM, XMP; written with
+exiftool, the archivists' tool), a resolution, and, for the colour ones, the wide-gamut Adobe RGB
+(1998)-compatible profile of Debian's icc-profiles-free (``tests/data/icc/``):
+
+================  =======  ======  ====  ===========  ==========================================
+file              format   bits    dpi   orientation  content
+================  =======  ======  ====  ===========  ==========================================
+colour16.tif      TIFF     16      600   6            smooth colour gradients, Adobe RGB profile
+colour16.png      PNG      16      1200  1            the same, Adobe RGB profile (iCCP)
+grey_print.tif    TIFF     16      600   1            a greyscale print (R = G = B), no profile
+sepia_print.png   PNG      8       1200  1            a sepia print, no profile
+================  =======  ======  ====  ===========  ==========================================
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ICC_PATH = Path(__file__).parent / "data" / "icc" / "compatibleWithAdobeRGB1998.icc"
+
+FIELDS: dict[str, object] = {
+    "IFD0:Artist": "Zoë Ångström",
+    "IFD0:Copyright": "© 1931 Ångström family; CC BY-NC 4.0",
+    "IFD0:ImageDescription": "Wedding of Anna and Jörg, village square",
+    "IFD0:Make": "Epson",
+    "IFD0:Model": "Perfection V850 Pro",
+    "ExifIFD:DateTimeOriginal": "1931:05:02 11:30:00",
+    "IPTC:By-line": "Zoe Angstrom",
+    "IPTC:CopyrightNotice": "(c) 1931 Angstrom family",
+    "IPTC:Caption-Abstract": "Wedding of Anna and Jorg, village square",
+    "IPTC:Credit": "Angstrom family archive",
+    "IPTC:ObjectName": "Wedding 1931",
+    "XMP-dc:Creator": ["Zoë Ångström"],
+    "XMP-dc:Rights": "© 1931 Ångström family; CC BY-NC 4.0",
+    "XMP-dc:Description": "Wedding of Anna and Jörg, village square",
+    "XMP-dc:Title": "Wedding 1931",
+    "XMP-photoshop:Credit": "Ångström family archive",
+    "XMP-iptcCore:ExtDescrAccessibility": "A couple in front of a church, guests around them",
+}
+"""The fields every master carries, as exiftool ``-G1 -n -struct`` reports them."""
+
+
+@dataclass(frozen=True)
+class CorpusPhoto:
+    """One generated master and what it was made with."""
+
+    path: Path
+    bits: int
+    dpi: float
+    orientation: int
+    icc: bytes | None
+    pixels: np.ndarray  # as stored (before orientation), uint8 or uint16 H×W×3
+
+
+def exiftool(*args: str) -> bytes:
+    """Run exiftool (arguments through an argument file) and return its stdout."""
+    proc = subprocess.run(["exiftool", "-@", "-"], input="\n".join(args).encode() + b"\n",
+                          capture_output=True, check=True)
+    return proc.stdout
+
+
+def _colour_scene(height: int, width: int) -> np.ndarray:
+    """Float RGB in [0, 1]: smooth gradients (thousands of 16-bit levels) and saturated patches."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    red = x / (width - 1)
+    green = y / (height - 1)
+    blue = 0.5 + 0.4 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    rgb = np.stack([red, green, blue], axis=2)
+    rgb[4:14, 4:14] = (0.05, 0.85, 0.1)   # a saturated green, outside sRGB in Adobe RGB
+    rgb[4:14, 20:30] = (0.9, 0.1, 0.15)
+    return rgb
+
+
+def _print_scene(height: int, width: int) -> np.ndarray:
+    """Float luminance in [0, 1]: a faded portrait-like print (vignette, soft shapes)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    cy, cx = height / 2, width / 2
+    radius = np.hypot((y - cy) / height, (x - cx) / width)
+    lum = 0.25 + 0.55 * np.clip(1.0 - 1.4 * radius, 0, 1)
+    lum += 0.12 * np.sin(x / 7.0) * np.sin(y / 11.0)
+    return np.clip(lum, 0.05, 0.95)
+
+
+def _sepia(lum: np.ndarray) -> np.ndarray:
+    """A sepia toning: dark brown shadows to cream highlights (chroma a function of luminance)."""
+    shadow, highlight = np.array([0.32, 0.2, 0.1]), np.array([1.0, 0.94, 0.8])
+    return np.clip(shadow + (highlight - shadow) * lum[:, :, None], 0, 1)
+
+
+def _tag(path: Path, dpi: float, orientation: int, icc: bytes | None) -> None:
+    args = ["-overwrite_original", "-n", "-m"]
+    for key, value in FIELDS.items():
+        for item in (value if isinstance(value, list) else [value]):
+            args.append(f"-{key}={item}")
+    args += [f"-IFD0:XResolution={dpi}", f"-IFD0:YResolution={dpi}", "-IFD0:ResolutionUnit=2",
+             f"-IFD0:Orientation={orientation}"]
+    if path.suffix == ".png":
+        ppm = round(dpi / 0.0254)
+        args += [f"-PNG-pHYs:PixelsPerUnitX={ppm}", f"-PNG-pHYs:PixelsPerUnitY={ppm}",
+                 "-PNG-pHYs:PixelUnits=1"]
+        if icc is not None:
+            args.append(f"-ICC_Profile<={ICC_PATH}")
+    exiftool(*args, str(path))
+
+
+def _write(path: Path, pixels: np.ndarray, dpi: float, icc: bytes | None) -> None:
+    import cv2
+    import tifffile
+
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib",
+                         resolution=(dpi, dpi), resolutionunit="INCH", iccprofile=icc,
+                         metadata=None)
+    else:
+        cv2.imwrite(str(path), np.ascontiguousarray(pixels[:, :, ::-1]))
+
+
+def make_corpus(folder: Path, height: int = 48, width: int = 64) -> dict[str, CorpusPhoto]:
+    """Write the corpus into ``folder``; name -> CorpusPhoto."""
+    folder.mkdir(parents=True, exist_ok=True)
+    icc = ICC_PATH.read_bytes()
+    colour = np.rint(_colour_scene(height, width) * 65535).astype(np.uint16)
+    lum = _print_scene(height, width)
+    grey = np.rint(np.repeat(lum[:, :, None], 3, axis=2) * 65535).astype(np.uint16)
+    sepia = np.rint(_sepia(lum) * 255).astype(np.uint8)
+    specs = [
+        ("colour16.tif", colour, 16, 600.0, 6, icc),
+        ("colour16.png", colour, 16, 1200.0, 1, icc),
+        ("grey_print.tif", grey, 16, 600.0, 1, None),
+        ("sepia_print.png", sepia, 8, 1200.0, 1, None),
+    ]
+    corpus = {}
+    for name, pixels, bits, dpi, orientation, profile in specs:
+        path = folder / name
+        _write(path, pixels, dpi, profile)
+        _tag(path, dpi, orientation, profile)
+        corpus[name] = CorpusPhoto(path=path, bits=bits, dpi=dpi, orientation=orientation,
+                                   icc=profile, pixels=pixels)
+    return corpus
