@@ -12,6 +12,9 @@ small synthetic old photos, a fresh output folder per run.  Measured per run:
   0.2 s, which is what is reported when a run is stopped at its ``--timeout``;
 * the **jobs' CPU**: ``wait4`` returns the rusage of Snakemake plus every job it waited for; minus
   Snakemake's own;
+* the CPU of processes that **outlived their job** (a warm worker serving later jobs): this
+  process is their subreaper (:func:`become_subreaper`), so they are reaped and counted here after
+  Snakemake exits (they get 90 s to stop by themselves; that wait is not in the wall time);
 * **jobs** done and in total (the last ``N of M steps`` line of Snakemake's log) and jobs per second
   of wall time;
 * **peak memory (RSS) of the Snakemake process** (``VmHWM``; jobs are separate processes);
@@ -40,6 +43,7 @@ not depend on the workflow's rule names.
         [--dag-only 10000 100000] [--scheduler ilp|greedy] [--repeat 1] [--timeout 1800]
         [--dag-timeout 300] [--extra "--scheduler-subsample 50"] [--config key=value ...]
         [--workdir /tmp/oldphoto-scale] [--out bench/results/scale.md] [--label "before"]
+        [--repo OTHER_CHECKOUT]   # measure another checkout's Snakefile and src/ (before/after)
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -71,6 +76,8 @@ AGEING = (("fade",), ("fade", "scratch"), ("blur", "fade", "noise"), ("scratch",
           ("blur", "fade", "scratch", "noise", "jpeg"), ("fade", "jpeg"))
 FACE_AGEING = (("fade",), ("fade", "scratch"))
 GENERATOR_VERSION = "1"
+# The checkout whose Snakefile and src/ are measured (--repo; default this one).
+workflow_repo = REPO
 SAMPLE_SECONDS = 0.2
 
 # Runs Snakemake in this process and records its own rusage and peak RSS when it exits.
@@ -177,6 +184,8 @@ class Measured:
     wall_s: float
     own_cpu_s: float | None  # Snakemake's process, user + system
     children_cpu_s: float | None  # the jobs (and anything else it waited for)
+    orphans_cpu_s: float  # processes that outlived their job (warm workers), reaped here
+    orphans: int
     peak_rss_bytes: int | None
     jobs_done: int | None
     jobs_total: int | None
@@ -184,6 +193,60 @@ class Measured:
     load_after: str
     log: Path
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def become_subreaper() -> None:
+    """Adopt every orphaned descendant (``PR_SET_CHILD_SUBREAPER``).
+
+    A job may start a process that outlives it (a warm worker serving later jobs); Snakemake
+    never waits for it, so its CPU is in nobody's rusage.  As subreaper this process inherits such
+    orphans, reaps them after the run and so counts their CPU (:func:`reap_orphans`).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        print("  warning: PR_SET_CHILD_SUBREAPER failed: worker CPU is not counted",
+              file=sys.stderr)
+
+
+def _own_children() -> list[int]:
+    me = str(os.getpid())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.rindex(")") + 2:].split()[1] == me:
+                found.append(int(entry.name))
+    return found
+
+
+def reap_orphans(wait_s: float) -> int:
+    """Wait up to ``wait_s`` for the adopted orphans of a run to exit (SIGTERM, then SIGKILL to
+    each by pid after that) and reap them; returns how many there were."""
+    count = 0
+    deadline = time.monotonic() + wait_s
+    signalled: dict[int, float] = {}
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return count
+        if pid:
+            count += 1
+            continue
+        now = time.monotonic()
+        if now > deadline:
+            for child in _own_children():
+                if child not in signalled:
+                    signalled[child] = now
+                    os.kill(child, signal.SIGTERM)
+                elif now - signalled[child] > 10:
+                    os.kill(child, signal.SIGKILL)
+        time.sleep(0.2)
 
 
 def _proc_sample(pid: int) -> tuple[float | None, int | None]:
@@ -213,8 +276,12 @@ def _steps(log: Path) -> tuple[int | None, int | None]:
 
 
 def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, cores: int,
-                 timeout: float, log: Path) -> Measured:
-    """Run the repository's Snakefile under :data:`LAUNCHER`; stop it after ``timeout`` s."""
+                 timeout: float, log: Path, orphan_wait: float = 90) -> Measured:
+    """Run the repository's Snakefile under :data:`LAUNCHER`; stop it after ``timeout`` s.
+
+    After Snakemake exits, processes it left behind (adopted: :func:`become_subreaper`) get
+    ``orphan_wait`` s to exit by themselves (not part of the wall time) before they are stopped.
+    """
     import yaml
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -222,15 +289,16 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
     configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
     rusage_file = workdir / "snakemake-rusage.json"
     rusage_file.unlink(missing_ok=True)
-    cmd = [PYTHON, "-c", LAUNCHER, "--snakefile", str(REPO / "Snakefile"),
+    cmd = [PYTHON, "-c", LAUNCHER, "--snakefile", str(workflow_repo / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(configfile),
            "--cores", str(cores), *args]
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src")
+    env["PYTHONPATH"] = str(workflow_repo / "src")
     env["OLDPHOTO_SCALE_RUSAGE"] = str(rusage_file)
     if os.environ.get("OLDPHOTO_BENCH_REAL_SCONTROL") != "1":
         env["PATH"] = stub_path()
     load_before = loadavg()
+    reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w", encoding="utf-8") as log_handle:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=log_handle, stderr=subprocess.STDOUT,
@@ -253,6 +321,10 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
     total_cpu = rusage.ru_utime + rusage.ru_stime
+    orphans = reap_orphans(orphan_wait)
+    reaped_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reaped_cpu = (reaped_after.ru_utime + reaped_after.ru_stime
+                  - reaped_before.ru_utime - reaped_before.ru_stime)
     own_cpu, peak = sampled_cpu, sampled_hwm
     if rusage_file.is_file():
         own = json.loads(rusage_file.read_text())
@@ -266,6 +338,7 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
         state = "ok"
     return Measured(status=state, wall_s=wall, own_cpu_s=own_cpu,
                     children_cpu_s=None if own_cpu is None else max(0.0, total_cpu - own_cpu),
+                    orphans_cpu_s=max(0.0, reaped_cpu - total_cpu), orphans=orphans,
                     peak_rss_bytes=peak, jobs_done=done, jobs_total=total,
                     load_before=load_before, load_after=loadavg(), log=log)
 
@@ -380,9 +453,10 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def real_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| photos | status | wall s | per photo s | Snakemake CPU s (own) | its CPU per "
-             "photo s | jobs' CPU s | jobs done / total | jobs per s | peak RSS of Snakemake MiB "
-             "| photos with faces found (pasted) | final outputs | load before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "photo s | jobs' CPU s | CPU of processes that outlived their job s (how many) | "
+             "jobs done / total | jobs per s | peak RSS of Snakemake MiB | photos with faces "
+             "found (pasted) | final outputs | load before → after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         m: Measured = row["measured"]
         n = row["photos"]
@@ -392,7 +466,8 @@ def real_table(rows: list[dict[str, Any]]) -> list[str]:
         faces = "–" if row["faces_found"] is None else str(row["faces_found"])
         lines.append(
             f"| {n} | {m.status} | {fmt(m.wall_s, 1)} | {fmt(m.wall_s / n, 2)} | "
-            f"{_num(m.own_cpu_s)} | {_num(per_own, 2)} | {_num(m.children_cpu_s)} | {jobs} | "
+            f"{_num(m.own_cpu_s)} | {_num(per_own, 2)} | {_num(m.children_cpu_s)} | "
+            f"{fmt(m.orphans_cpu_s, 1)} ({m.orphans}) | {jobs} | "
             f"{_num(rate, 2)} | {_mib(m.peak_rss_bytes)} | {faces} ({row['pasted_faces']}) | "
             f"{row['final_outputs']} | {m.load_before} → {m.load_after} |")
     return lines
@@ -411,13 +486,13 @@ def dag_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def git_commit() -> str:
+def git_commit(repo: Path) -> str:
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        branch = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--abbrev-ref", "HEAD"],
+        branch = subprocess.run(["git", "-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -466,9 +541,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="append the markdown section to this file")
     parser.add_argument("--label", default="")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="checkout whose Snakefile and src/ are run (default: this one)")
     args = parser.parse_args(argv)
 
+    global workflow_repo
+    workflow_repo = args.repo.resolve()
+
     sys.path.insert(0, str(REPO / "src"))
+    become_subreaper()
     info = machine_info()
     args.workdir.mkdir(parents=True, exist_ok=True)
     base_config = workflow_config(args.workdir, backend=args.backend)
@@ -510,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"`profiles/default` as Snakemake loads it; config overrides: "
                 f"{json.dumps(parse_config(args.config)) if args.config else 'none'}; "
                 f"extra snakemake arguments: `{args.extra or 'none'}`")
-    parts = [title, "", f"- git commit {git_commit()}, Snakemake {snakemake_version()}",
+    parts = [title, "", f"- workflow: {workflow_repo}, git commit {git_commit(workflow_repo)}, Snakemake {snakemake_version()}",
              machine_markdown(info, loadavg()), settings,
              "- command: `" + " ".join(["python", "bench/scale.py",
                                         *map(shlex.quote, sys.argv[1:] if argv is None
