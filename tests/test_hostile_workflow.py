@@ -224,7 +224,10 @@ def test_good_photos_equal_a_clean_run(hostile_run, tmp_path):
 MEMORY_HOOK = r'''
 import os, sys
 _limit = os.environ.get("OLDPHOTO_TEST_JOB_ADDRESS_SPACE")
-if _limit and "/.snakemake/scripts/" in (sys.argv[0] if sys.argv else ""):
+with open("/proc/self/cmdline", "rb") as _handle:
+    _argv = _handle.read().split(b"\0")
+# the processes that run jobs: the job client (workers off) and the warm workers
+if _limit and (b"oldphoto.job" in _argv or b"oldphoto.worker.server" in _argv):
     import resource
     resource.setrlimit(resource.RLIMIT_AS, (int(_limit), int(_limit)))
 '''
