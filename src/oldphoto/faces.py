@@ -7,6 +7,13 @@ official template (face scale 1.3, computed in float32) onto those points.  The 
 ``skimage.transform.warp`` (bilinear) rounded with ``img_as_ubyte``.  Standard (256) and HR (512)
 differ only in ``size``.
 
+Options (:class:`FaceOptions`; the defaults are the official behaviour above, bit for bit):
+``detector="cnn"`` uses dlib's CNN (MMOD) detector, ``mmod_human_face_detector.dat`` from
+``face_recognition_models``, instead of HOG; ``upsample`` 1 or 2 upsamples the photo 2× or 4×
+before detecting (dlib's pyramid), which finds faces down to about 40 / 20 px instead of 80 px,
+at 3-4× / 10-16× the time (``bench/results/face_detectors.md``); ``only_center_face`` and
+``max_faces`` choose which detections are aligned (:func:`select_faces`).
+
 The matrix ``T`` of every face maps aligned-crop (x, y) to image (x, y); it is exactly the inverse
 map ``warp`` wants, and stage 4 reuses it from the stage-2 JSON instead of re-detecting (B13).
 Facts: PIPELINE_FACTS §3.
@@ -31,12 +38,59 @@ RIGHT_EYE_CORNERS = (42, 45)
 NOSE_TIP, LEFT_MOUTH, RIGHT_MOUTH = 30, 48, 54
 
 
+DETECTORS = ("hog", "cnn")
+"""Face detectors: dlib's HOG frontal detector (official) and its CNN (MMOD) detector."""
+UPSAMPLES = (0, 1, 2)
+"""Times the photo is upsampled 2× before detection (official 0)."""
+
+
 @dataclass(frozen=True)
 class FaceModels:
-    """dlib's frontal face detector and 68-point shape predictor (CPU only, not thread-safe)."""
+    """dlib's frontal face detector and 68-point shape predictor (CPU only, not thread-safe),
+    and dlib's CNN (MMOD) detector when it was loaded (``None`` otherwise)."""
 
     detector: Any
     predictor: Any
+    cnn_detector: Any = None
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How stage 2 finds faces and which of them it keeps.
+
+    Args:
+        detector: ``"hog"`` (official: dlib's frontal HOG detector) or ``"cnn"`` (dlib's MMOD
+            CNN detector; needs ``load_face_models(..., detector="cnn")``).
+        upsample: 0 (official), 1 or 2: the photo is upsampled 2× per step before detection, so
+            faces half / a quarter the size are found, at several times the cost.
+        only_center_face: keep only the face whose box centre is closest to the photo's centre
+            (as GFPGAN's ``only_center_face``).
+        max_faces: keep at most this many faces, the largest boxes first (ties: detection
+            order); ``None`` keeps every face, 0 none.
+
+    The kept faces stay in detection order and are numbered 1..N again (file names
+    ``{image}_{N}``); ``only_center_face`` is applied before ``max_faces``.
+    """
+
+    detector: str = "hog"
+    upsample: int = 0
+    only_center_face: bool = False
+    max_faces: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"face detector {self.detector!r}: expected one of {DETECTORS}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"face upsample {self.upsample!r}: expected one of {UPSAMPLES}")
+        if self.max_faces is not None and (isinstance(self.max_faces, bool)
+                                           or not isinstance(self.max_faces, int)
+                                           or self.max_faces < 0):
+            raise ValueError(f"max_faces {self.max_faces!r}: expected None or an integer ≥ 0")
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-able options (stage-2 record key ``options``)."""
+        return {"detector": self.detector, "upsample": int(self.upsample),
+                "only_center_face": bool(self.only_center_face), "max_faces": self.max_faces}
 
 
 @dataclass(frozen=True)
@@ -98,15 +152,34 @@ def default_landmarks_path() -> Path:
     return folder / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
-def load_face_models(landmarks_path: str | Path | None = None) -> FaceModels:
+def default_cnn_detector_path() -> Path:
+    """``mmod_human_face_detector.dat`` (dlib's CNN face detector) of ``face_recognition_models``,
+    beside the landmark model (:func:`default_landmarks_path`)."""
+    return default_landmarks_path().with_name("mmod_human_face_detector.dat")
+
+
+def load_face_models(landmarks_path: str | Path | None = None, detector: str = "hog",
+                     cnn_path: str | Path | None = None) -> FaceModels:
     """dlib's frontal detector plus the 68-point predictor read from ``landmarks_path``
-    (default: :func:`default_landmarks_path`). Loading takes about a second."""
+    (default: :func:`default_landmarks_path`). Loading takes about a second.
+
+    With ``detector="cnn"`` the CNN (MMOD) detector is loaded too, from ``cnn_path`` (default:
+    :func:`default_cnn_detector_path`); with ``"hog"`` it is not read at all.
+    """
     import dlib
 
+    if detector not in DETECTORS:
+        raise ValueError(f"face detector {detector!r}: expected one of {DETECTORS}")
     path = Path(landmarks_path) if landmarks_path is not None else default_landmarks_path()
     if not path.is_file():
         raise FileNotFoundError(f"landmark model not found: {path}")
-    return FaceModels(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)))
+    cnn = None
+    if detector == "cnn":
+        model = Path(cnn_path) if cnn_path is not None else default_cnn_detector_path()
+        if not model.is_file():
+            raise FileNotFoundError(f"CNN face detector model not found: {model}")
+        cnn = dlib.cnn_face_detection_model_v1(str(model))
+    return FaceModels(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)), cnn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,10 +199,25 @@ def five_points_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
     return np.array(points, dtype=np.int64)
 
 
-def detect_faces(rgb: np.ndarray, models: FaceModels) -> list[Face]:
-    """All frontal faces of an RGB uint8 image, in dlib's order (0 upsampling, threshold 0)."""
+def detect_faces(rgb: np.ndarray, models: FaceModels, detector: str = "hog",
+                 upsample: int = 0) -> list[Face]:
+    """All faces of an RGB uint8 image, in dlib's order.
+
+    Default (official): the HOG frontal detector, 0 upsampling, threshold 0.  ``"cnn"``: dlib's
+    MMOD detector (score = its confidence).  ``upsample``: dlib's 2× upsampling steps.
+    """
     image = _as_rgb_u8(rgb)
-    rects, scores, _ = models.detector.run(image, 0, 0.0)
+    if detector == "hog":
+        rects, scores, _ = models.detector.run(image, int(upsample), 0.0)
+    elif detector == "cnn":
+        if models.cnn_detector is None:
+            raise ValueError("the CNN face detector is not loaded: "
+                             "load_face_models(..., detector='cnn')")
+        detections = models.cnn_detector(image, int(upsample))
+        rects = [d.rect for d in detections]
+        scores = [d.confidence for d in detections]
+    else:
+        raise ValueError(f"face detector {detector!r}: expected one of {DETECTORS}")
     found = []
     for rect, score in zip(rects, scores):
         shape = models.predictor(image, rect)
@@ -186,10 +274,41 @@ def align_face(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return img_as_ubyte(aligned)
 
 
-def detect_and_align(rgb: np.ndarray, models: FaceModels, size: int) -> list[AlignedFace]:
-    """Detect every face and align it to ``size`` (256 standard, 512 HR); indices start at 1."""
+def select_faces(faces: Sequence[Face], height: int, width: int,
+                 options: FaceOptions) -> list[Face]:
+    """The detections ``options`` keeps, in detection order (see :class:`FaceOptions`).
+
+    ``only_center_face``: the face whose box centre is nearest to the image centre
+    (``(width/2, height/2)``; ties: the first detected).  ``max_faces``: the N largest box areas
+    (ties: the first detected), returned in their detection order.
+    """
+    kept = list(faces)
+    if options.only_center_face and kept:
+        def distance(face: Face) -> float:
+            left, top, right, bottom = face.rect
+            return float(np.hypot((left + right) / 2 - width / 2, (top + bottom) / 2 - height / 2))
+
+        kept = [min(kept, key=distance)]
+    if options.max_faces is not None and len(kept) > options.max_faces:
+        def area(face: Face) -> int:
+            left, top, right, bottom = face.rect
+            return (right - left) * (bottom - top)
+
+        order = sorted(range(len(kept)), key=lambda i: -area(kept[i]))  # stable: ties in order
+        chosen = sorted(order[:options.max_faces])
+        kept = [kept[i] for i in chosen]
+    return kept
+
+
+def detect_and_align(rgb: np.ndarray, models: FaceModels, size: int,
+                     options: FaceOptions = FaceOptions()) -> list[AlignedFace]:
+    """Detect the faces, keep those ``options`` selects (:func:`select_faces`) and align each to
+    ``size`` (256 standard, 512 HR); indices start at 1 and follow detection order.  The default
+    options are the official stage 2."""
+    found = detect_faces(rgb, models, options.detector, options.upsample)
+    height, width = np.asarray(rgb).shape[:2]
     aligned = []
-    for index, face in enumerate(detect_faces(rgb, models), start=1):
+    for index, face in enumerate(select_faces(found, height, width, options), start=1):
         matrix = similarity_matrix(face.five_points, size)
         aligned.append(AlignedFace(index=index, face=face, matrix=matrix,
                                    inverse=inverse_matrix(matrix), size=size,
@@ -202,8 +321,9 @@ def detect_and_align(rgb: np.ndarray, models: FaceModels, size: int) -> list[Ali
 
 
 def faces_to_json(rgb: np.ndarray | tuple[int, int], faces: Sequence[AlignedFace],
-                  face_size: int) -> dict[str, Any]:
-    """The stage-2 record: ``{"image": {"width", "height"}, "face_size", "faces": [...]}``.
+                  face_size: int, options: FaceOptions | None = None) -> dict[str, Any]:
+    """The stage-2 record: ``{"image": {"width", "height"}, "face_size", "faces": [...]}``,
+    plus ``"options"`` (:meth:`FaceOptions.record`) when the ``options`` used are given.
 
     ``rgb`` is the image (or its ``(height, width)``); JSON floats round-trip exactly, so the
     matrices read back by :func:`faces_from_json` are bit-identical.
@@ -216,8 +336,11 @@ def faces_to_json(rgb: np.ndarray | tuple[int, int], faces: Sequence[AlignedFace
         entry = face.record()
         del entry["size"]  # one size per record
         entries.append(entry)
-    return {"image": {"width": int(width), "height": int(height)}, "face_size": int(face_size),
-            "faces": entries}
+    record = {"image": {"width": int(width), "height": int(height)},
+              "face_size": int(face_size), "faces": entries}
+    if options is not None:
+        record["options"] = options.record()
+    return record
 
 
 def faces_from_json(record: Mapping[str, Any]) -> list[AlignedFace]:
