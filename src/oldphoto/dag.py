@@ -62,8 +62,51 @@ def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -
 
 
 def run_mode(config: Mapping[str, Any]) -> Mode:
-    """The run's mode (a photo sheet may give single photos another)."""
-    return Mode(with_scratch=bool(config["with_scratch"]), hr=bool(config["hr"]))
+    """The run's mode (a photo sheet may give single photos another).  ``with_scratch: auto``
+    runs the scratch detector first, so its mode is the scratch one until the triage decides."""
+    return Mode(with_scratch=config["with_scratch"] in (True, "auto"), hr=bool(config["hr"]))
+
+
+def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, dict[str, Any]]:
+    """Every photo's effective per-photo settings: its row of the photo sheet (``photo_sheet``),
+    else the run's config (:func:`oldphoto.sheet.effective_settings`).
+
+    Photos without a row share one dict (a run of 100,000 photos builds one, not 100,000).
+    Raises ConfigError (row, column, value) for a bad sheet, before any work.
+    """
+    from oldphoto.sheet import effective_settings, read_sheet
+
+    rows: dict[str, dict[str, Any]] = {}
+    if config.get("photo_sheet"):
+        rows = read_sheet(config["photo_sheet"], inputs.images, config["input_dir"])
+    run_wide = effective_settings(config, {})
+    return {stem: (effective_settings(config, rows[stem]) if rows.get(stem) else run_wide)
+            for stem in inputs.images}
+
+
+def face_options_key(settings: Mapping[str, Any]) -> str:
+    """A photo's face options as one param value, e.g. ``hog,upsample=0,center=no,max=all``."""
+    max_faces = settings.get("max_faces")
+    return (f"{settings.get('face_detector', 'hog')},upsample={int(settings.get('face_upsample', 0))},"
+            f"center={'yes' if settings.get('only_center_face') else 'no'},"
+            f"max={'all' if max_faces is None else int(max_faces)}")
+
+
+def parse_face_options(key: str):
+    """The inverse of :func:`face_options_key`: ``None`` for ``"no"``, else FaceOptions."""
+    from oldphoto.faces import FaceOptions
+
+    if key == "no":
+        return None
+    detector, *rest = key.split(",")
+    fields = dict(part.split("=", 1) for part in rest)
+    return FaceOptions(detector=detector, upsample=int(fields.get("upsample", 0)),
+                       only_center_face=fields.get("center") == "yes",
+                       max_faces=None if fields.get("max", "all") == "all" else int(fields["max"]))
+
+
+def mode_of_settings(settings: Mapping[str, Any]) -> Mode:
+    return Mode(with_scratch=settings["with_scratch"] in (True, "auto"), hr=bool(settings["hr"]))
 
 
 def scheduling_environment(config: Mapping[str, Any]) -> dict[str, str]:

@@ -56,12 +56,12 @@ class Session:
             return self.networks[key], False
         return self.networks[key], True
 
-    def faces(self, landmarks: str):
+    def faces(self, landmarks: str, detector: str = "hog"):
         from oldphoto import faces
 
-        key = (landmarks,)
+        key = (landmarks, detector)
         if key not in self.face_models:
-            self.face_models[key] = faces.load_face_models(landmarks)
+            self.face_models[key] = faces.load_face_models(landmarks, detector)
             return self.face_models[key], False
         return self.face_models[key], True
 
@@ -157,8 +157,8 @@ class Job:
         self.log(f"loaded {name} ({how})")
         return net
 
-    def face_models(self, landmarks: str):
-        models, warm = self.session.faces(landmarks)
+    def face_models(self, landmarks: str, detector: str = "hog"):
+        models, warm = self.session.faces(landmarks, detector)
         self.log(f"face models {'already loaded' if warm else 'loaded'}")
         return models
 

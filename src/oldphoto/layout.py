@@ -8,6 +8,7 @@ summary and the report read finished runs through them, and the CLI points users
 
     <output_dir>/
       stage_1_restore_output/masks/{input,mask}/<photo>.png     scratch detection
+      stage_1_restore_output/masks/triage/<photo>.json          with_scratch: auto
       stage_1_restore_output/{origin,input_image,restored_image}/<photo>.png
       stage_2_detection_output/<photo>/faces.json, <photo>_<k>.png
       stage_3_face_output/by_photo/<photo>/<photo>_<k>.png      (face_jobs: per_image)
@@ -45,6 +46,10 @@ class Layout:
 
     def scratch_mask(self, image: str) -> str:
         return self._path(STAGE1, "masks", "mask", f"{image}.png")
+
+    def triage(self, image: str) -> str:
+        """The automatic scratch decision of a ``with_scratch: auto`` photo (JSON)."""
+        return self._path(STAGE1, "masks", "triage", f"{image}.json")
 
     def stage1(self, kind: str, image: str) -> str:
         """``kind``: ``origin``, ``input_image`` or ``restored_image``."""

@@ -96,18 +96,33 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
 # Stage 2
 
 
-def detect_and_align_faces(rgb: np.ndarray, models: Any, face_size: int):
+def detect_and_align_faces(rgb: np.ndarray, models: Any, face_size: int, options: Any = None):
     """Faces of the restored photo: ``(record for faces.json, list of aligned face images)``.
 
-    ``models``: :func:`oldphoto.faces.load_face_models` (or the landmark model's path).
+    ``models``: :func:`oldphoto.faces.load_face_models` (or the landmark model's path);
+    ``options``: :class:`oldphoto.faces.FaceOptions` (default: the official stage 2, and the
+    record has no ``options`` key, as before).
     """
     from oldphoto import faces
 
     if isinstance(models, (str, bytes)) or hasattr(models, "__fspath__"):
         models = faces.load_face_models(models)
-    aligned = faces.detect_and_align(rgb, models, face_size)
-    record = faces.faces_to_json(rgb, aligned, face_size)
+    if options is None or options == faces.FaceOptions():
+        aligned = faces.detect_and_align(rgb, models, face_size)
+        record = faces.faces_to_json(rgb, aligned, face_size)
+    else:
+        aligned = faces.detect_and_align(rgb, models, face_size, options)
+        record = faces.faces_to_json(rgb, aligned, face_size, options)
     return record, [face.image for face in aligned]
+
+
+def no_faces_record(rgb: np.ndarray, face_size: int) -> dict[str, Any]:
+    """The stage-2 record of a photo whose faces are left alone (``faces: no``)."""
+    from oldphoto import faces
+
+    record = faces.faces_to_json(rgb, [], face_size)
+    record["detection"] = "off"
+    return record
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,12 @@ def _mode(job: "Job") -> Mode:
     return Mode.from_key(job.params["mode"])
 
 
+def _param(job: "Job", name: str, default: str) -> str:
+    """A param that does not apply to this job is "-" (e.g. test_mode on the scratch path)."""
+    value = job.params.get(name, "-")
+    return default if value == "-" else value
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 1
 
@@ -44,12 +50,32 @@ def detect_scratches(job: "Job") -> None:
     job.log(f"scratch mask covers {100.0 * (mask > 0).mean():.2f}% of the photo")
 
 
+def triage_scratches(job: "Job") -> None:
+    """``with_scratch: auto``: the scratch mask -> the decision (JSON) and its figures."""
+    from oldphoto import stages, triage
+    from oldphoto.imageio import write_json
+
+    decision = triage.scratch_decision(stages.read_mask(job.input("mask")))
+    record = decision.record()
+    record["backend"] = job.params["backend"]
+    write_json(job.output("decision"), record)
+    job.log(f"triage: {'scratch' if decision.with_scratch else 'no scratch'} path: "
+            f"{decision.reason}")
+
+
 def restore_global(job: "Job") -> None:
     from oldphoto import stages
 
     mode = _mode(job)
     backend = job.params["backend"]
-    photo = job.read_photo(job.input("image"))
+    if job.params.get("triage") == "auto":
+        # decided by triage_scratches: exactly the explicit setting's computation
+        decision = stages.read_record(job.input("triage"))
+        mode = Mode(with_scratch=bool(decision["with_scratch"]), hr=mode.hr)
+        job.log(f"triage decided: {mode.key} ({decision['reason']})")
+    source = job.input("image") if mode.with_scratch else job.input(
+        "original" if job.params.get("triage") == "auto" else "image")
+    photo = job.read_photo(source)
     mask = stages.read_mask(job.input("mask")) if mode.with_scratch else None
     networks = None
     if backend == "pretrained":
@@ -57,7 +83,7 @@ def restore_global(job: "Job") -> None:
                     zip(("encoder", "mapping", "decoder"), mode.stage1_networks)}
     result = stages.restore_global(
         photo.rgb, mask, backend, mode=mode, networks=networks, device=job.device,
-        test_mode=job.params.get("test_mode", "Full"), stretch=job.params.get("stretch", "official"),
+        test_mode=_param(job, "test_mode", "Full"), stretch=_param(job, "stretch", "official"),
         memory_budget_mb=int(job.settings.get("memory_budget_mb", 8000)), log=job.log,
     )
     job.write_png(job.output("origin"), result.origin)
@@ -72,9 +98,17 @@ def restore_global(job: "Job") -> None:
 def detect_faces(job: "Job") -> None:
     from oldphoto import stages
 
+    from oldphoto.dag import parse_face_options
+
     photo = job.read_photo(job.input("restored"))
-    models = job.face_models(job.params["landmarks"])
-    record, faces = stages.detect_and_align_faces(photo.rgb, models, int(job.params["face_size"]))
+    options = parse_face_options(job.params.get("faces", "hog,upsample=0,center=no,max=all"))
+    if options is None:  # faces: no — the photo keeps its stage-1 faces
+        record, faces = stages.no_faces_record(photo.rgb, int(job.params["face_size"])), []
+        job.log("face detection off for this photo (faces: no)")
+    else:
+        models = job.face_models(job.params["landmarks"], options.detector)
+        record, faces = stages.detect_and_align_faces(photo.rgb, models,
+                                                      int(job.params["face_size"]), options)
     folder = Path(job.output("faces"))
     folder.mkdir(parents=True, exist_ok=True)
     for index, face in enumerate(faces, start=1):
@@ -189,6 +223,7 @@ def download_checkpoints(job: "Job") -> None:
 
 TASKS: dict[str, Callable[["Job"], None]] = {
     "detect_scratches": detect_scratches,
+    "triage_scratches": triage_scratches,
     "restore_global": restore_global,
     "detect_faces": detect_faces,
     "enhance_face": enhance_face,

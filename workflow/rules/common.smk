@@ -18,6 +18,7 @@ if SRC not in sys.path:
 from oldphoto import dag  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
 from oldphoto.layout import Layout  # noqa: E402
+from oldphoto.mode import Mode  # noqa: E402
 
 # `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
 dag.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
@@ -30,8 +31,15 @@ try:
     # Cluster jobs re-read the Snakefile: they take the main process's input discovery.
     INPUTS = dag.load_inputs(config, MANIFEST, reuse_manifest=workflow.remote_exec)
     RUN_MODE = dag.run_mode(config)
-    MODES = {image: RUN_MODE for image in INPUTS.images}
-    BACKEND = dag.resolve_backend(config, set(MODES.values()) or {RUN_MODE})
+    # Each photo's settings: its row of the photo sheet, else the run's (validated here).
+    SETTINGS = dag.photo_settings(config, INPUTS)
+    MODES = {image: dag.mode_of_settings(s) for image, s in SETTINGS.items()}
+    AUTO = {image for image, s in SETTINGS.items() if s["with_scratch"] == "auto"}
+    # auto photos may take the quality path: their backend needs its networks too
+    BACKEND = dag.resolve_backend(
+        config, set(MODES.values()) | {Mode(False, m.hr) for i, m in MODES.items() if i in AUTO}
+        or {RUN_MODE},
+    )
 except OldPhotoError as err:
     raise WorkflowError(err.one_line())
 
@@ -67,6 +75,11 @@ def mode_of(image):
     return MODES[image]
 
 
+def photo_setting(key):
+    """Input/params function: one of a photo's effective settings (sheet row, else config)."""
+    return lambda wildcards: SETTINGS[wildcards.image][key]
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 1
 
@@ -78,11 +91,12 @@ def get_input_image(wildcards):
 
 def get_stage1_inputs(wildcards):
     """Global restoration reads the original photo, or the detector's outputs with scratches."""
-    if mode_of(wildcards.image).with_scratch:
-        return {
-            "image": L.scratch_input(wildcards.image),
-            "mask": L.scratch_mask(wildcards.image),
-        }
+    image = wildcards.image
+    if image in AUTO:  # the triage decides: the detector's outputs, or the original
+        return {"image": L.scratch_input(image), "mask": L.scratch_mask(image),
+                "original": get_input_image(wildcards), "triage": L.triage(image)}
+    if mode_of(image).with_scratch:
+        return {"image": L.scratch_input(image), "mask": L.scratch_mask(image)}
     return {"image": get_input_image(wildcards)}
 
 
@@ -100,7 +114,11 @@ def get_stage1_models(wildcards):
     """The verified checkpoint caches of this photo's stage-1 networks (none for classical)."""
     if BACKEND["global"] != "pretrained":
         return {}
-    return {name: cached_checkpoint(name) for name in mode_of(wildcards.image).stage1_networks}
+    mode = mode_of(wildcards.image)
+    names = list(mode.stage1_networks)
+    if wildcards.image in AUTO:
+        names += [n for n in Mode(False, mode.hr).stage1_networks if n not in names]
+    return {name: cached_checkpoint(name) for name in names}
 
 
 def get_face_model(wildcards):
@@ -114,9 +132,13 @@ def get_mode(wildcards):
     return mode_of(wildcards.image).key
 
 
+def get_triage(wildcards):
+    return "auto" if wildcards.image in AUTO else "-"
+
+
 def get_test_mode(wildcards):
     """Quality-path geometry; the scratch paths and the classical backend do not resize."""
-    quality = not mode_of(wildcards.image).with_scratch
+    quality = not mode_of(wildcards.image).with_scratch or wildcards.image in AUTO
     return config["test_mode"] if quality and BACKEND["global"] == "pretrained" else "-"
 
 
@@ -130,6 +152,14 @@ def get_stretch(wildcards):
 
 def get_face_size(wildcards):
     return mode_of(wildcards.image).face_size
+
+
+def get_faces(wildcards):
+    """Stage-2 options of a photo, one string ("no" = no face detection)."""
+    s = SETTINGS[wildcards.image]
+    if not s["faces"]:
+        return "no"
+    return dag.face_options_key(s)
 
 
 def get_face_network(wildcards):

@@ -1,6 +1,7 @@
 # Stage 1: global restoration.  Without scratches: VAE_A encoder -> mapping -> VAE_B decoder.
 # With scratches: scratch detection first (U-Net, threshold 0.4), then the mask-aware mapping
-# (non-local; patch attention in HR mode).  Each photo's mode decides (common.smk: mode_of).
+# (non-local; patch attention in HR mode).  Each photo's mode decides (common.smk: mode_of);
+# a with_scratch: auto photo runs the detector, then triage_scratches decides its path.
 
 
 rule detect_scratches:
@@ -27,6 +28,28 @@ rule detect_scratches:
         job_shell("detect_scratches", "backend")
 
 
+rule triage_scratches:
+    input:
+        mask=L.scratch_mask("{image}"),
+    output:
+        decision=L.triage("{image}"),
+    log:
+        L.log("triage_scratches", "{image}"),
+    benchmark:
+        L.benchmark("triage_scratches", "{image}")
+    params:
+        files=job_files,
+        backend=BACKEND["global"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/oldphoto.yaml"
+    shell:
+        job_shell("triage_scratches", "backend")
+
+
 rule restore_global:
     input:
         unpack(get_stage1_inputs),
@@ -45,6 +68,7 @@ rule restore_global:
         mode=get_mode,
         test_mode=get_test_mode,
         stretch=get_stretch,
+        triage=get_triage,
     threads: config["threads"]
     resources:
         **network_resources(mem_mb=config["memory_budget_mb"]),
@@ -52,4 +76,4 @@ rule restore_global:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("restore_global", "backend", "mode", "test_mode", "stretch")
+        job_shell("restore_global", "backend", "mode", "test_mode", "stretch", "triage")

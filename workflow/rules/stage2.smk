@@ -20,6 +20,7 @@ if PER_FACE:
             files=job_files,
             face_size=get_face_size,
             landmarks=dag.landmarks_path(config),
+            faces=get_faces,
         threads: 1
         resources:
             mem_mb=1000,
@@ -27,7 +28,7 @@ if PER_FACE:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("detect_faces", "face_size", "landmarks")
+            job_shell("detect_faces", "face_size", "landmarks", "faces")
 
 else:
 
@@ -44,6 +45,7 @@ else:
             files=job_files,
             face_size=get_face_size,
             landmarks=dag.landmarks_path(config),
+            faces=get_faces,
         threads: 1
         resources:
             mem_mb=1000,
@@ -51,4 +53,4 @@ else:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("detect_faces", "face_size", "landmarks")
+            job_shell("detect_faces", "face_size", "landmarks", "faces")

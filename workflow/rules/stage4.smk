@@ -22,7 +22,7 @@ rule blend_faces:
     params:
         files=job_files,
         backend=get_backend_label,
-        blending=config["face_blending"],
+        blending=photo_setting("face_blending"),
         final_size=config["final_size"],
     threads: 1
     resources:
