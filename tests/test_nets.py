@@ -157,6 +157,7 @@ def test_golden_detection(loaded):
 # here the chained dec_out differs from the golden by up to 3.4e-4, and a float64 evaluation of
 # the same chain differs from the golden by 3.7e-4 (global_scratch), 0.9e-4 (quality, hr). So the
 # golden itself carries float32 noise of that size, and the chained final gets END_TO_END_ATOL.
+# test_fidelity_float64.py runs that float64 comparison as a test.
 # The mistakes the golden cases exist to catch change these outputs by 0.8 to 2.
 END_TO_END_ATOL = 1e-3
 
