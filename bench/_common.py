@@ -171,7 +171,8 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int 
 def write_recipe(folder: Path, names: list[str] | None = None) -> Path:
     """Recipe-weight checkpoints in the official layout (skipped when already there)."""
     sys.path.insert(0, str(REPO / "src"))
-    from oldphoto.checkpoints import OFFICIAL_FILES, official_path, write_recipe_checkpoints
+    from oldphoto.checkpoints import OFFICIAL_FILES, official_path
+    from oldphoto.testing.recipe import write_recipe_checkpoints
 
     absent = [n for n in (names or OFFICIAL_FILES) if not official_path(folder, n).exists()]
     if absent:

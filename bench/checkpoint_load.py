@@ -1,6 +1,6 @@
 """Benchmark: how long loading each of the 9 checkpoints takes, official file vs verified cache.
 
-Recipe weights (``oldphoto.checkpoints.write_recipe_checkpoints``) are written in the official
+Recipe weights (``oldphoto.testing.recipe.write_recipe_checkpoints``) are written in the official
 layout to a temporary folder; for each network this measures (median of ``--repeat`` runs):
 
 * ``torch.load`` of the official file (``weights_only=True``);

@@ -2,7 +2,7 @@
 
 Clean images are scikit-image's bundled sample photographs (they ship inside the wheel and load
 offline): astronaut, camera (grey), chelsea, coffee, coins (grey), rocket, at native size.
-Each is degraded by :mod:`oldphoto.degrade` — every degradation alone and the combined ``old``
+Each is degraded by :mod:`oldphoto.testing.degrade` — every degradation alone and the combined ``old``
 one (blur, fade + sepia cast, scratches, noise, JPEG) — with a seed fixed per (image,
 degradation).  The backend then runs as the workflow runs it, the official ``with_scratch``
 switch set as a user would set it: for degradations with scratches (``scratch``, ``old``)
@@ -146,7 +146,7 @@ def evaluate(name: str, clean: np.ndarray, degradation: str, draw: int = 0) -> R
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from oldphoto import classical
-    from oldphoto.degrade import degrade, normalise_kinds
+    from oldphoto.testing.degrade import degrade, normalise_kinds
 
     degraded, truth = degrade(clean, degradation, seed=seed_for(name, degradation, draw))
     has_scratches = "scratch" in normalise_kinds(degradation)

@@ -86,7 +86,7 @@ def tiny_inputs(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def recipe_checkpoints(tmp_path_factory) -> Path:
     """All nine official checkpoint files with recipe weights, in the official layout (once)."""
-    from oldphoto.checkpoints import write_recipe_checkpoints
+    from oldphoto.testing.recipe import write_recipe_checkpoints
 
     folder = tmp_path_factory.mktemp("recipe-checkpoints")
     write_recipe_checkpoints(folder)

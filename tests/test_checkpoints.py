@@ -1,4 +1,4 @@
-"""oldphoto.checkpoints: official layout, strict pickle-free reading, verified cache, recipe files.
+"""oldphoto.checkpoints: official layout, strict pickle-free reading, verified cache, download.
 
 The round trips write recipe weights in the official file layout (the big ones are 150 MB for
 detection and 350 MB per face model) and remove them at the end of each test, so pytest's kept
@@ -20,8 +20,11 @@ import pytest
 import torch
 
 from oldphoto import checkpoints as ck
-from oldphoto import nets, recipe
+from oldphoto import nets
+from oldphoto.checkpoints import cache as ck_cache
 from oldphoto.errors import CheckpointError
+from oldphoto.testing import recipe
+from oldphoto.testing.recipe import recipe_weights
 
 ALL = list(ck.OFFICIAL_FILES)
 
@@ -41,11 +44,6 @@ def scratch(tmp_path):
     """A temporary folder that is emptied after the test (checkpoint files are large)."""
     yield tmp_path
     shutil.rmtree(tmp_path, ignore_errors=True)
-
-
-def recipe_weights(name: str) -> dict[str, torch.Tensor]:
-    m = recipe.manifest(nets.MANIFEST_NAMES[name])
-    return recipe.recipe_state_dict(m["entries"], m["recipe_salt"])
 
 
 def make_input(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -82,9 +80,10 @@ def outputs(name: str, net: torch.nn.Module) -> list[torch.Tensor]:
 def test_official_files_are_the_manifest_checkpoints():
     assert len(ALL) == 9
     for name in ALL:
-        m = recipe.manifest(nets.MANIFEST_NAMES[name])
+        m = ck.manifest(nets.MANIFEST_NAMES[name])
         assert ck.OFFICIAL_FILES[name] == m["checkpoint"]
-        assert ck._manifest_stem(name) == nets.MANIFEST_NAMES[name]
+        assert ck.OFFICIAL_CHECKPOINTS[name].manifest == nets.MANIFEST_NAMES[name]
+        assert ck.manifest_of(name) == m
     assert set(nets.MANIFEST_NAMES) == set(ALL)
 
 
@@ -155,8 +154,8 @@ def test_missing_checkpoints_and_message_name_the_exact_paths(tmp_path):
 def test_round_trip(name, scratch):
     """Recipe weights in the official file -> read -> cache -> load_network == direct load."""
     stem = nets.MANIFEST_NAMES[name]
-    entries = recipe.manifest(stem)["entries"]
-    (official,) = ck.write_recipe_checkpoints(scratch / "ckpts", [name])
+    entries = ck.manifest(stem)["entries"]
+    (official,) = recipe.write_recipe_checkpoints(scratch / "ckpts", [name])
     assert official == ck.official_path(scratch / "ckpts", name)
     if name == "detection":  # the official container
         assert list(torch.load(official, map_location="cpu", weights_only=True)) == ["model_state"]
@@ -200,14 +199,14 @@ def test_round_trip(name, scratch):
 
 
 def test_recipe_files_are_deterministic_and_never_replace_a_file(scratch):
-    (a,) = ck.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"])
-    (b,) = ck.write_recipe_checkpoints(scratch / "b", ["VAE_B_scratch"])
+    (a,) = recipe.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"])
+    (b,) = recipe.write_recipe_checkpoints(scratch / "b", ["VAE_B_scratch"])
     assert a.read_bytes() == b.read_bytes()
     assert not [p for p in a.parent.iterdir() if p != a]  # no temporary left behind
     with pytest.raises(CheckpointError, match="exists; not replaced") as info:
-        ck.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"])
+        recipe.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"])
     assert str(a) in str(info.value)
-    (again,) = ck.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"], overwrite=True)
+    (again,) = recipe.write_recipe_checkpoints(scratch / "a", ["VAE_B_scratch"], overwrite=True)
     assert again.read_bytes() == b.read_bytes()
 
 
@@ -324,7 +323,7 @@ def test_legacy_face_file_without_num_batches_tracked_and_weight_v(scratch):
     torch.save(legacy, official, _use_new_zipfile_serialization=False)
     del legacy
 
-    state, notes = ck._read_official(official, name)
+    state, notes = ck.read_official_with_notes(official, name)
     assert list(state) == list(expected)
     assert any("num_batches_tracked" in n for n in notes)
     assert any("weight_v for 18 layer(s)" in n for n in notes)
@@ -348,7 +347,7 @@ def test_legacy_face_file_without_num_batches_tracked_and_weight_v(scratch):
 
 @pytest.fixture
 def vae_cache(tmp_path):
-    (official,) = ck.write_recipe_checkpoints(tmp_path / "ckpts", ["VAE_A_quality"])
+    (official,) = recipe.write_recipe_checkpoints(tmp_path / "ckpts", ["VAE_A_quality"])
     cache = tmp_path / "cache" / "VAE_A_quality.safetensors"
     ck.convert_to_cache(official, "VAE_A_quality", cache)
     return official, cache
@@ -428,7 +427,7 @@ def test_an_official_file_modified_after_verification_is_refused(vae_cache):
 def test_download_unpacks_and_verifies(tmp_path):
     names = ["VAE_A_quality", "VAE_B_quality"]
     source = tmp_path / "source"
-    ck.write_recipe_checkpoints(source, names)
+    recipe.write_recipe_checkpoints(source, names)
     archive = tmp_path / "global_checkpoints.zip"
     with zipfile.ZipFile(archive, "w") as zf:  # as the release zip: checkpoints/... at the top
         zf.writestr("checkpoints/", "")
@@ -486,13 +485,13 @@ def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(
 
     monkeypatch.setattr(nets, "build", lambda name: WithScratchBuffer().eval())
     torch.manual_seed(0)
-    net = ck._build_without_init("VAE_A_quality")  # falls back to a normal build
+    net = ck.build_without_init("VAE_A_quality")  # falls back to a normal build
     torch.manual_seed(0)
     assert torch.equal(net.noise, WithScratchBuffer().noise)
 
     monkeypatch.setattr(nets, "build", lambda name: torch.nn.Conv2d(2, 3, 1).eval())
     torch.manual_seed(0)
-    skipped = ck._build_without_init("VAE_A_quality")
+    skipped = ck.build_without_init("VAE_A_quality")
     torch.manual_seed(0)
     assert not torch.equal(skipped.weight, torch.nn.Conv2d(2, 3, 1).weight)  # init was skipped
 
@@ -508,8 +507,8 @@ def test_a_touched_cache_is_rehashed_once_then_trusted_by_its_stamp(vae_cache, m
     _, cache = vae_cache
     _touch_like_snakemake(cache, ck.record_path(cache))
     hashed = []
-    real = ck.sha256_file
-    monkeypatch.setattr(ck, "sha256_file", lambda path: hashed.append(path) or real(path))
+    real = ck_cache.sha256_file
+    monkeypatch.setattr(ck_cache, "sha256_file", lambda path: hashed.append(path) or real(path))
 
     ck.load_network("VAE_A_quality", cache)
     assert hashed == [cache]  # the mtime moved: the bytes decided, once
@@ -557,7 +556,7 @@ def test_a_cache_folder_that_refuses_the_stamp_still_loads(vae_cache, monkeypatc
     def refuse(*args, **kwargs):  # a read-only folder (chmod does not stop root, who runs CI)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ck.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(ck_cache.tempfile, "mkstemp", refuse)
     net = ck.load_network("VAE_A_quality", cache)  # re-hashes, cannot stamp, no error
     assert not ck.stamp_path(cache).exists()
     assert torch.equal(net.state_dict()["encoder.1.weight"],

@@ -1,4 +1,4 @@
-"""Classical backend (oldphoto.classical) and synthetic degradations (oldphoto.degrade).
+"""Classical backend (oldphoto.classical) and synthetic degradations (oldphoto.testing.degrade).
 
 The quality targets are asserted with the benchmark's own code (bench/quality.py) on a small,
 fixed subset: three bundled scikit-image photos downscaled to 256 px, every degradation once.
@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import REPO, SAMPLES
 from oldphoto import classical
-from oldphoto.degrade import KINDS, degrade, draw_params, jpeg, normalise_kinds
+from oldphoto.testing.degrade import KINDS, degrade, draw_params, jpeg, normalise_kinds
 
 
 def _load_bench():

@@ -19,7 +19,7 @@ from PIL import Image
 
 from hostile import photo
 from oldphoto.errors import BadImageError
-from oldphoto.imageio import read_image
+from oldphoto.decode import read_image
 
 SEED = 20200615
 CASES_PER_SEED = 100

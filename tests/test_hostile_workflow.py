@@ -83,7 +83,7 @@ def load_png(path: Path) -> Image.Image:
 
 
 def decoded(path: Path, max_pixels: int = MAX_PIXELS):
-    from oldphoto.imageio import read_image
+    from oldphoto.decode import read_image
 
     return read_image(path, max_pixels=max_pixels)
 
@@ -327,14 +327,9 @@ def test_tiny_photos_through_the_pretrained_quality_path():
     """Below the networks' minimum a photo fails with a reason, never an obscure error: Full mode
     rounds sides to multiples of 4 and the encoder downsamples 4x, so the grid needs 8 px a
     side (3x3 and 13x5 used to raise an instance-norm / reflection-padding error)."""
-    from oldphoto import nets, recipe, stages
+    from oldphoto import stages
     from oldphoto.errors import BadImageError
-
-    def recipe_network(name):
-        net = nets.build(name)
-        m = recipe.manifest(nets.MANIFEST_NAMES[name])
-        net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
-        return net.eval()
+    from oldphoto.testing.recipe import recipe_network
 
     from oldphoto.mode import Mode
 

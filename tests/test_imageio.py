@@ -1,4 +1,5 @@
-"""oldphoto.imageio: discovery, decoding of the hostile corpus, atomic writes, output helpers."""
+"""oldphoto.inputs, .decode, .atomic: discovery, decoding of the hostile corpus, atomic writes,
+output helpers (and the ``oldphoto.imageio`` compatibility names)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,21 @@ from PIL import Image, ImageFile, ImageOps
 
 from hostile import Expected, make_hostile_corpus, photo
 from oldphoto.errors import BadImageError, ConfigError
-from oldphoto.imageio import (
-    IMAGE_EXTENSIONS,
-    TEMP_PREFIX,
-    DecodedImage,
-    InputSet,
-    apply_alpha,
-    list_inputs,
-    orient,
-    read_image,
-    read_png_text,
-    resize_to,
-    safe_stem,
-    write_bytes_atomic,
-    write_json,
-    write_png,
-)
+from oldphoto.atomic import TEMP_PREFIX, read_png_text, write_bytes_atomic, write_json, write_png
+from oldphoto.decode import DecodedImage, apply_alpha, orient, read_image, resize_to
+from oldphoto.inputs import IMAGE_EXTENSIONS, InputSet, list_inputs, safe_stem
+
+
+def test_imageio_compatibility_names_are_the_moved_objects():
+    """``oldphoto.imageio`` stays importable (for the job entry points) with the very objects."""
+    from oldphoto import atomic, decode, imageio, inputs
+
+    names = [name for name in vars(imageio) if not name.startswith("_")]
+    assert {"list_inputs", "read_image", "write_png", "write_json", "TEMP_PREFIX",
+            "resize_to"} <= set(names)
+    for name in names:
+        home = next(m for m in (atomic, decode, inputs) if hasattr(m, name))
+        assert getattr(imageio, name) is getattr(home, name), name
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ import torch
 from oldphoto import nets
 from oldphoto.nets.nonlocal_arch import scratch_keep_mask
 from oldphoto.nets.patch_attention_arch import binary_feature_mask, masked_patch_grid
-from oldphoto.recipe import (manifest, recipe_sha256, recipe_state_dict, state_dict_sha256)
+from oldphoto.checkpoints import manifest
+from oldphoto.testing.recipe import (recipe_sha256, recipe_state_dict, recipe_weights,
+                                     state_dict_sha256)
 
 GOLDEN = Path(__file__).parent / "data" / "networks" / "golden"
 INDEX = json.loads((GOLDEN / "index.json").read_text())["cases"]
@@ -27,8 +29,7 @@ NAMES = list(nets.REGISTRY)
 
 @lru_cache(maxsize=None)
 def _recipe(name: str) -> dict[str, torch.Tensor]:
-    m = manifest(nets.MANIFEST_NAMES[name])
-    return recipe_state_dict(m["entries"], m["recipe_salt"])
+    return recipe_weights(name)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,7 @@ def test_golden_detection(loaded):
 # here the chained dec_out differs from the golden by up to 3.4e-4, and a float64 evaluation of
 # the same chain differs from the golden by 3.7e-4 (global_scratch), 0.9e-4 (quality, hr). So the
 # golden itself carries float32 noise of that size, and the chained final gets END_TO_END_ATOL.
+# test_fidelity_float64.py runs that float64 comparison as a test.
 # The mistakes the golden cases exist to catch change these outputs by 0.8 to 2.
 END_TO_END_ATOL = 1e-3
 

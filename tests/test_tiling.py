@@ -167,6 +167,38 @@ def test_hr_estimate_reads_the_mask():
     assert tiling.attention_bytes(512, 512, "hr") == 2 * 2048 * 2048 * 4  # worst case
 
 
+def test_hr_estimate_counts_the_patches_the_network_masks(monkeypatch):
+    """The planner's masked-patch counts are those the patch attention finds in its forward."""
+    from oldphoto.nets import patch_attention_arch as pa
+
+    height, width = 96, 136  # latent 24 x 34: partial patches at every scale
+    rng = np.random.default_rng(3)
+    mask = np.zeros((height, width), np.uint8)
+    mask[10:60, 20:70] = 255
+    mask[rng.random((height, width)) < 0.05] = 255
+    image_mask = torch.from_numpy(mask > 0).float()[None, None]
+
+    seen = []
+    compose = pa.compose_patches
+
+    def recording(x, m, patch_size):
+        seen.append((patch_size, int(pa.masked_patch_grid(m, patch_size).sum())))
+        return compose(x, m, patch_size)
+
+    monkeypatch.setattr(pa, "compose_patches", recording)
+    torch.manual_seed(0)
+    mapping = pa.Mapping_Model_with_mask_2(nc=4, mc=8).eval()
+    with torch.inference_mode():
+        mapping(torch.randn(1, 4, height // 4, width // 4), image_mask)
+    assert [p for p, _ in seen] == [8, 4, 2]
+    assert all(count > 0 for _, count in seen)
+
+    counts = pa.masked_patch_counts(image_mask, (height // 4, width // 4), (8, 4, 2))
+    assert [int(c[0]) for c in counts] == [count for _, count in seen]
+    expected = max(2 * m * ((height // 4 // p) * (width // 4 // p) - m) * 4 for p, m in seen)
+    assert tiling.attention_bytes(height, width, "hr", mask=mask) == expected
+
+
 def test_plan_tiles_only_above_the_budget():
     budget = 8000 * 2**20
     assert tiling.plan_stage1(1024, 1536, "quality", budget).tile is None

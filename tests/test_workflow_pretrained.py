@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_tiny_photos, run_snakemake, workflow_config
+from oldphoto.testing.recipe import recipe_network
 
 pytestmark = pytest.mark.workflow
 
@@ -24,15 +25,6 @@ pytestmark = pytest.mark.workflow
 def load(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def recipe_network(name: str):
-    from oldphoto import nets, recipe
-
-    net = nets.build(name)
-    m = recipe.manifest(nets.MANIFEST_NAMES[name])
-    net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
-    return net.eval()
 
 
 def test_pretrained_quality_path_equals_library(tmp_path, recipe_checkpoints):

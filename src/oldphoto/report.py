@@ -39,7 +39,7 @@ def _check_rgb(name: str, image: np.ndarray) -> None:
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    from oldphoto.imageio import resize_to
+    from oldphoto.decode import resize_to
 
     return resize_to(image, (max(1, width), max(1, height)))
 
@@ -138,7 +138,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
 
 def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int = 85) -> None:
     """Write a preview JPEG atomically (temp file + rename, like every other output)."""
-    from oldphoto.imageio import write_bytes_atomic
+    from oldphoto.atomic import write_bytes_atomic
 
     write_bytes_atomic(path, encode_jpeg(rgb, quality))
 

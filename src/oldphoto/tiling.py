@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from oldphoto.checkpoints.files import OFFICIAL_CHECKPOINTS
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
@@ -104,10 +106,6 @@ def process_rss() -> int | None:
         return None
     return int(match.group(1)) << 10 if match else None
 
-_ROW_BUFFERS = 2  # score rows alive at once in the chunked attention (nonlocal_arch)
-_PATCH_SIZES = (8, 4, 2)  # HR patch attention scales (latent pixels)
-_MASKED_FRACTION = 0.6  # a patch is masked above this scratched fraction (patch_attention_arch)
-
 
 # ---------------------------------------------------------------------------------------------
 # Estimates
@@ -129,21 +127,21 @@ def attention_bytes(height: int, width: int, path: str, attention_budget: int | 
     lh, lw = _latent_size(height, width)
     positions = lh * lw
     if path == "scratch":
-        row_bytes = _ROW_BUFFERS * positions * 4
+        from oldphoto.nets.nonlocal_arch import attention_chunk_rows, score_row_bytes
+
+        row_bytes = score_row_bytes(1, positions, 4)  # float32 scores, one image
         full = positions * row_bytes
         if attention_budget is None:
             return full
-        rows = max(1, attention_budget // row_bytes)
+        rows = attention_chunk_rows(1, positions, 4, attention_budget)
         return min(full, rows * row_bytes)
     if path == "hr":
+        patch_sizes = OFFICIAL_CHECKPOINTS["mapping_Patch_Attention"].options["patch_sizes"]
+        masked_counts = None if mask is None else _masked_patch_counts(mask, (lh, lw), patch_sizes)
         worst = 0
-        feature_mask = None if mask is None else _feature_mask(mask)
-        for p in _PATCH_SIZES:
+        for i, p in enumerate(patch_sizes):
             patches = (lh // p) * (lw // p)
-            if feature_mask is None:
-                masked = patches // 2
-            else:
-                masked = int(_masked_patches(feature_mask, p).sum())
+            masked = patches // 2 if masked_counts is None else masked_counts[i]
             worst = max(worst, 2 * masked * (patches - masked) * 4)
         return worst
     if path == "quality":
@@ -151,21 +149,17 @@ def attention_bytes(height: int, width: int, path: str, attention_budget: int | 
     raise ValueError(f"unknown stage-1 path {path!r}; expected one of {PATHS}")
 
 
-def _feature_mask(mask: np.ndarray) -> np.ndarray:
-    """The HR binary feature mask: latent pixel (i, j) is scratched when image rows 4i+1..4i+2 and
-    columns 4j+1..4j+2 hold a scratch (the bilinear 4× reduction > 0 of patch_attention_arch)."""
-    height, width = mask.shape
-    lh, lw = _latent_size(height, width)
-    padded = np.zeros((lh * 4, lw * 4), dtype=bool)
-    padded[:height, :width] = mask > 0
-    blocks = padded.reshape(lh, 4, lw, 4)[:, 1:3, :, 1:3]
-    return blocks.any(axis=(1, 3))
+def _masked_patch_counts(mask: np.ndarray, latent_size: tuple[int, int],
+                         patch_sizes: Sequence[int]) -> list[int]:
+    """Masked patches per scale of the HR patch attention for the (dilated) uint8 ``mask``: the
+    network's own computation (``patch_attention_arch.masked_patch_counts``)."""
+    import torch
 
+    from oldphoto.nets.patch_attention_arch import masked_patch_counts
 
-def _masked_patches(feature_mask: np.ndarray, p: int) -> np.ndarray:
-    lh, lw = feature_mask.shape
-    grid = feature_mask[: lh // p * p, : lw // p * p].reshape(lh // p, p, lw // p, p)
-    return grid.mean(axis=(1, 3)) > _MASKED_FRACTION
+    image_mask = torch.from_numpy(np.ascontiguousarray(mask > 0)).to(torch.float32)[None, None]
+    counts = masked_patch_counts(image_mask, latent_size, tuple(patch_sizes))
+    return [int(count[0]) for count in counts]
 
 
 def estimate_stage1_memory(h: int, w: int, path: str, *, attention_budget: int | None = None,

@@ -1,8 +1,10 @@
 """The networks of "Bringing Old Photos Back to Life", one constructor per official checkpoint.
 
 ``build(name)`` returns the network of an official checkpoint (random weights, eval mode); load a
-checkpoint into it with a strict ``load_state_dict``. The state-dict keys, order, shapes and
-dtypes are exactly those of the official files (``MANIFEST_NAMES`` names the bundled manifest).
+checkpoint into it with a strict ``load_state_dict``. Which class and options each checkpoint
+uses is the table ``oldphoto.checkpoints.files.OFFICIAL_CHECKPOINTS``. The state-dict keys, order,
+shapes and dtypes are exactly those of the official files (``MANIFEST_NAMES`` names the bundled
+manifest).
 
 Forward signatures (tensors are float32 NCHW):
 
@@ -16,10 +18,13 @@ Forward signatures (tensors are float32 NCHW):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import nn
+
+from oldphoto.checkpoints.files import OFFICIAL_CHECKPOINTS
 
 from .mapping_arch import Mapping_Model
 from .nonlocal_arch import (Mapping_Model_with_mask, get_attention_budget,
@@ -32,34 +37,22 @@ from .vae_arch import GlobalGenerator_DCDCv2
 __all__ = ["REGISTRY", "MANIFEST_NAMES", "build", "configure_torch", "set_attention_budget",
            "get_attention_budget"]
 
-# One entry per official checkpoint file, with that checkpoint's inference options.
+_ARCHITECTURES: dict[str, type[nn.Module]] = {
+    cls.__name__: cls
+    for cls in (UNet, GlobalGenerator_DCDCv2, Mapping_Model, Mapping_Model_with_mask,
+                Mapping_Model_with_mask_2, SPADEGenerator)
+}
+
+# One entry per official checkpoint file, with that checkpoint's inference options: the table
+# ``oldphoto.checkpoints.files.OFFICIAL_CHECKPOINTS`` (class name and keyword arguments).
 REGISTRY: dict[str, Callable[[], nn.Module]] = {
-    "detection": lambda: UNet(in_channels=1, out_channels=1, depth=4, wf=6, conv_num=2),
-    "VAE_A_quality": lambda: GlobalGenerator_DCDCv2(input_nc=3, output_nc=3, ngf=64, k_size=4,
-                                                    n_downsampling=3),
-    "VAE_B_quality": lambda: GlobalGenerator_DCDCv2(input_nc=3, output_nc=3, ngf=64, k_size=4,
-                                                    n_downsampling=3),
-    "VAE_B_scratch": lambda: GlobalGenerator_DCDCv2(input_nc=3, output_nc=3, ngf=64, k_size=4,
-                                                    n_downsampling=3),
-    "mapping_quality": lambda: Mapping_Model(nc=64, mc=512, n_blocks=6),
-    "mapping_scratch": lambda: Mapping_Model_with_mask(nc=64, mc=512, n_blocks=6),
-    "mapping_Patch_Attention": lambda: Mapping_Model_with_mask_2(nc=64, mc=512,
-                                                                 patch_sizes=(8, 4, 2)),
-    "Setting_9_epoch_100": lambda: SPADEGenerator(load_size=256, ngf=64),
-    "FaceSR_512": lambda: SPADEGenerator(load_size=512, ngf=64),
+    name: partial(_ARCHITECTURES[checkpoint.arch], **checkpoint.options)
+    for name, checkpoint in OFFICIAL_CHECKPOINTS.items()
 }
 
 # Registry name -> stem of the bundled manifest ``oldphoto/data/manifests/<stem>.json``.
 MANIFEST_NAMES: dict[str, str] = {
-    "detection": "detection_FT_Epoch_latest",
-    "VAE_A_quality": "VAE_A_quality_latest_net_G",
-    "VAE_B_quality": "VAE_B_quality_latest_net_G",
-    "VAE_B_scratch": "VAE_B_scratch_latest_net_G",
-    "mapping_quality": "mapping_quality_latest_net_mapping_net",
-    "mapping_scratch": "mapping_scratch_latest_net_mapping_net",
-    "mapping_Patch_Attention": "mapping_Patch_Attention_latest_net_mapping_net",
-    "Setting_9_epoch_100": "Setting_9_epoch_100_latest_net_G",
-    "FaceSR_512": "FaceSR_512_latest_net_G",
+    name: checkpoint.manifest for name, checkpoint in OFFICIAL_CHECKPOINTS.items()
 }
 
 

@@ -36,9 +36,14 @@ def get_attention_budget() -> int:
     return _attention_budget
 
 
+def score_row_bytes(batch: int, n_keys: int, itemsize: int) -> int:
+    """Bytes of the score buffers that one query row of the chunked attention keeps alive."""
+    return _ROW_BUFFERS * batch * n_keys * itemsize
+
+
 def attention_chunk_rows(batch: int, n_keys: int, itemsize: int, budget: int) -> int:
     """Query rows per chunk so that the chunk's score buffers fit in ``budget`` bytes (at least 1)."""
-    return max(1, budget // (_ROW_BUFFERS * batch * n_keys * itemsize))
+    return max(1, budget // score_row_bytes(batch, n_keys, itemsize))
 
 
 def scratch_keep_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:

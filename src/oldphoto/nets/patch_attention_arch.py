@@ -42,6 +42,24 @@ def masked_patch_grid(m: Tensor, patch_size: int) -> Tensor:
     return F.unfold(m, patch_size, stride=patch_size).mean(1) > MASKED_FRACTION
 
 
+def masked_patch_counts(mask: Tensor, latent_size: tuple[int, int],
+                        patch_sizes: tuple[int, ...]) -> list[Tensor]:
+    """Per patch size, B counts: how many patches each scale of the mapping will find masked.
+
+    The computation :class:`Patch_Attention_4` makes in ``forward`` before composing patches
+    (``binary_feature_mask`` of the image-size mask at the latent size, then
+    ``masked_patch_grid``), without running the network; the memory planner uses it to size the
+    (masked x clean) similarity matrices.
+
+    Args:
+        mask (Tensor): B x 1 x H x W image-size scratch mask (1 = scratch).
+        latent_size (tuple[int, int]): (h, w) of the latent the mapping runs on.
+        patch_sizes (tuple[int, ...]): the scales' patch sizes, in order.
+    """
+    m = binary_feature_mask(mask, latent_size)
+    return [masked_patch_grid(m, p).sum(1) for p in patch_sizes]
+
+
 def compose_patches(x: Tensor, m: Tensor, patch_size: int) -> Tensor:
     """Replace each masked p x p patch of ``x`` by the clean patch with the highest cosine similarity.
 

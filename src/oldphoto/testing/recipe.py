@@ -1,4 +1,4 @@
-"""Deterministic, RNG-free weights for the official checkpoint layouts, and the bundled manifests.
+"""Deterministic, RNG-free weights for the official checkpoint layouts (tests, demos, benchmarks).
 
 The recipe gives every network a full set of well-conditioned weights without any real checkpoint,
 so tests, demos and benchmarks can run the whole pipeline and compare against the golden outputs
@@ -12,24 +12,31 @@ recorded from the official code. It is a pure function of a manifest's ordered `
   detection U-Net, and spectral-norm ``u``/``v`` from ten float64 power iterations);
 * everything is computed in float64 and cast once to the manifest dtype.
 
-``state_dict_sha256`` is the fingerprint recorded in ``data/recipe_weight_sha256.json``.
+``state_dict_sha256`` is the fingerprint recorded in ``testing/data/recipe_weight_sha256.json``;
+:func:`write_recipe_checkpoints` writes the weights as files in the official layout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch is imported lazily: reading a manifest must not pay for it
+from oldphoto.checkpoints.files import OFFICIAL_CHECKPOINTS, manifest_of, official_path
+from oldphoto.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported lazily
     import torch
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-MANIFEST_DIR = DATA_DIR / "manifests"
 
 # SplitMix64 constants: golden-ratio increments for i, j and the salt, then the finaliser.
 _STEP_ENTRY = np.uint64(0x9E3779B97F4A7C15)
@@ -44,22 +51,9 @@ _POWER_ITERATIONS = 10
 Entry = Sequence[Any]  # [key: str, shape: list[int], dtype: str]
 
 
-def manifest(name: str) -> dict[str, Any]:
-    """The bundled manifest ``data/manifests/<name>.json`` (e.g. ``"detection_FT_Epoch_latest"``).
-
-    Its ``entries`` list the official state dict in order as ``[key, shape, dtype]``; its
-    ``recipe_salt`` distinguishes checkpoints that share a layout.
-    """
-    path = MANIFEST_DIR / f"{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in MANIFEST_DIR.glob("*.json"))
-        raise KeyError(f"no manifest {name!r}; known: {known}")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 @lru_cache(maxsize=1)
 def recipe_sha256() -> dict[str, str]:
-    """Recorded sha256 of the recipe weights per manifest name (see ``state_dict_sha256``)."""
+    """Recorded sha256 of the recipe weights per manifest stem (see ``state_dict_sha256``)."""
     table = json.loads((DATA_DIR / "recipe_weight_sha256.json").read_text(encoding="utf-8"))
     return {name: digest for name, digest in table.items() if not name.startswith("_")}
 
@@ -144,7 +138,7 @@ def state_dict_sha256(entries: Sequence[Entry], state: dict[str, torch.Tensor]) 
     """sha256 over, per entry in order, the key (UTF-8) then the tensor's raw little-endian bytes.
 
     Tensors are taken in the manifest dtype (``num_batches_tracked`` is one int64), C-contiguous.
-    This is the definition used by ``data/recipe_weight_sha256.json``.
+    This is the definition used by ``testing/data/recipe_weight_sha256.json``.
     """
     import torch
 
@@ -154,3 +148,52 @@ def state_dict_sha256(entries: Sequence[Entry], state: dict[str, torch.Tensor]) 
         digest.update(key.encode("utf-8"))
         digest.update(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
     return digest.hexdigest()
+
+
+
+def recipe_weights(name: str) -> dict[str, torch.Tensor]:
+    """The recipe state dict of official checkpoint ``name`` (from its bundled manifest)."""
+    m = manifest_of(name)
+    return recipe_state_dict(m["entries"], m["recipe_salt"])
+
+
+def recipe_network(name: str) -> torch.nn.Module:
+    """The network of official checkpoint ``name`` with its recipe weights, strictly loaded."""
+    from oldphoto import nets
+
+    net = nets.build(name)
+    net.load_state_dict(recipe_weights(name), strict=True)
+    return net.eval()
+
+def write_recipe_checkpoints(
+    checkpoints_dir: str | Path, names: Iterable[str] | None = None, *, overwrite: bool = False
+) -> list[Path]:
+    """Write deterministic recipe weights in the official file layout under ``checkpoints_dir``.
+
+    Plain ``torch.save``d state dicts (detection wrapped as ``{"model_state": ...}``) at
+    :func:`oldphoto.checkpoints.official_path`, byte-identical on every call. For tests, demos and
+    benchmarks: these are NOT the official weights. An existing file is never replaced unless
+    ``overwrite`` (it may be a real checkpoint).
+    """
+    from collections import OrderedDict
+
+    import torch
+
+    written = []
+    for name in list(OFFICIAL_CHECKPOINTS) if names is None else list(names):
+        path = official_path(checkpoints_dir, name)
+        if path.exists() and not overwrite:
+            raise CheckpointError(path, "exists; not replaced by recipe weights (overwrite=False)")
+        state = OrderedDict(recipe_weights(name))
+        obj: Any = {"model_state": state} if name == "detection" else state
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # torch.save names the archive after the file, so write under the final name in a
+        # private folder and rename: the bytes never depend on a temporary name.
+        scratch = Path(tempfile.mkdtemp(prefix=".recipe-", dir=path.parent))
+        try:
+            torch.save(obj, scratch / path.name)
+            os.replace(scratch / path.name, path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        written.append(path)
+    return written
