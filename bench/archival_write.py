@@ -46,7 +46,8 @@ def main() -> None:
     from archival_corpus import make_corpus
     from oldphoto.archival import (final_16bit, provenance_record, read_master,
                                    read_master_pixels16, to_working_srgb, write_derivative)
-    from oldphoto.imageio import read_image, write_png
+    from oldphoto.atomic import write_png
+    from oldphoto.decode import read_image
 
     width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(width * 3 / 4))

@@ -24,7 +24,7 @@ from oldphoto.archival.depth import master_levels8, to_uint16
 from oldphoto.archival.provenance import ALGORITHMICALLY_ENHANCED, COMPOSITE_TRAINED
 from oldphoto.archival.tone import tone_stats
 from oldphoto.errors import BadImageError
-from oldphoto.imageio import read_image
+from oldphoto.decode import read_image
 
 if shutil.which("exiftool") is None:
     if os.environ.get("CI"):

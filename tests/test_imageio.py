@@ -1,5 +1,5 @@
 """oldphoto.inputs, .decode, .atomic: discovery, decoding of the hostile corpus, atomic writes,
-output helpers (and the ``oldphoto.imageio`` compatibility names)."""
+output helpers."""
 
 from __future__ import annotations
 
@@ -18,18 +18,6 @@ from oldphoto.errors import BadImageError, ConfigError
 from oldphoto.atomic import TEMP_PREFIX, read_png_text, write_bytes_atomic, write_json, write_png
 from oldphoto.decode import DecodedImage, apply_alpha, orient, read_image, resize_to
 from oldphoto.inputs import IMAGE_EXTENSIONS, InputSet, list_inputs, safe_stem
-
-
-def test_imageio_compatibility_names_are_the_moved_objects():
-    """``oldphoto.imageio`` stays importable (for the job entry points) with the very objects."""
-    from oldphoto import atomic, decode, imageio, inputs
-
-    names = [name for name in vars(imageio) if not name.startswith("_")]
-    assert {"list_inputs", "read_image", "write_png", "write_json", "TEMP_PREFIX",
-            "resize_to"} <= set(names)
-    for name in names:
-        home = next(m for m in (atomic, decode, inputs) if hasattr(m, name))
-        assert getattr(imageio, name) is getattr(home, name), name
 
 
 @pytest.fixture(scope="module")

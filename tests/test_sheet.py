@@ -10,7 +10,7 @@ import yaml
 
 from oldphoto import cli, sheet
 from oldphoto.errors import ConfigError
-from oldphoto.imageio import list_inputs
+from oldphoto.inputs import list_inputs
 
 HEADER = "photo\twith_scratch\thr\tfaces"
 

@@ -148,7 +148,7 @@ def discover_inputs(input_dir: str | Path):
 
     Raises ConfigError when the folder is missing or two photos would share an output name.
     """
-    from oldphoto.imageio import list_inputs
+    from oldphoto.inputs import list_inputs
 
     folder = Path(input_dir)
     if not folder.is_dir():
@@ -188,7 +188,7 @@ def manifest_name(shard: str | None) -> str:
 
 def write_manifest(path: str | Path, input_dir: str | Path, inputs) -> None:
     """The run's input discovery, for cluster jobs to read instead of listing the folder again."""
-    from oldphoto.imageio import write_json
+    from oldphoto.atomic import write_json
 
     write_json(path, {
         "input_dir": str(Path(input_dir).resolve()),
@@ -199,7 +199,7 @@ def write_manifest(path: str | Path, input_dir: str | Path, inputs) -> None:
 
 def read_manifest(path: str | Path, input_dir: str | Path):
     """The discovery a run's main process recorded, or None when absent or for another folder."""
-    from oldphoto.imageio import InputSet
+    from oldphoto.inputs import InputSet
 
     try:
         with open(path, encoding="utf-8") as handle:

@@ -163,7 +163,7 @@ class Job:
         return models
 
     def read_photo(self, path: str | Path):
-        from oldphoto.imageio import read_image
+        from oldphoto.decode import read_image
 
         photo = read_image(path, max_pixels=int(self.settings.get("max_image_pixels",
                                                                   89_478_485)))
@@ -185,7 +185,7 @@ class Job:
         }
 
     def write_png(self, path: str | Path, rgb, alpha=None) -> None:
-        from oldphoto.imageio import write_png
+        from oldphoto.atomic import write_png
 
         write_png(path, rgb, alpha=alpha, text=self.metadata())
 

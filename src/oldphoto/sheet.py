@@ -123,7 +123,7 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
 
     Args:
         path: the TSV sheet.
-        photos: the discovered photos, stem → file (``oldphoto.imageio.list_inputs(...).images``).
+        photos: the discovered photos, stem → file (``oldphoto.inputs.list_inputs(...).images``).
         input_dir: the folder they were discovered in (to explain names that are not photos).
         schema_path: the row schema (default :func:`default_schema_path`).
 
@@ -205,7 +205,7 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
 
 def _not_a_photo(name: str, input_dir: Path, photos: Mapping[str, Path]) -> str:
     """Why a sheet's photo name is not one of the discovered photos."""
-    from oldphoto.imageio import list_inputs
+    from oldphoto.inputs import list_inputs
 
     where = f"the input folder {input_dir}"
     if "/" in name or "\\" in name:
@@ -234,7 +234,7 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
         ConfigError: ``path`` exists and ``overwrite`` is False, the input folder cannot be
             listed, or the sheet cannot be written.
     """
-    from oldphoto.imageio import list_inputs
+    from oldphoto.inputs import list_inputs
 
     target = Path(path)
     if target.exists() and not overwrite:

@@ -158,7 +158,7 @@ def compose_final(restored: np.ndarray, record: Mapping[str, Any],
     else:
         final = restored
     if original_size is not None and tuple(original_size) != (final.shape[1], final.shape[0]):
-        from oldphoto.imageio import resize_to
+        from oldphoto.decode import resize_to
 
         final = resize_to(final, tuple(original_size))
     return final
@@ -177,7 +177,7 @@ def record_path(path) -> str:
 
 
 def write_record(path, record: Mapping[str, Any]) -> None:
-    from oldphoto.imageio import write_json
+    from oldphoto.atomic import write_json
 
     write_json(path, record)
 

@@ -97,7 +97,7 @@ def remove_stale_temp_files(output_dir: Path, older_than: float) -> list[Path]:
     name).  Called when every job of this run has ended; only files last written before this
     run started are removed, so a concurrent writer's temporary file is never touched.
     """
-    from oldphoto.imageio import TEMP_PREFIX
+    from oldphoto.atomic import TEMP_PREFIX
 
     removed = []
     if not output_dir.is_dir():
@@ -176,7 +176,7 @@ def summary_line(summary: Mapping[str, Any]) -> str:
 def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
                ok: bool) -> dict[str, Any]:
     """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
-    from oldphoto.imageio import write_json
+    from oldphoto.atomic import write_json
 
     from oldphoto.worker.client import shutdown_all
 

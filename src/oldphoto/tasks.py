@@ -53,7 +53,7 @@ def detect_scratches(job: "Job") -> None:
 def triage_scratches(job: "Job") -> None:
     """``with_scratch: auto``: the scratch mask -> the decision (JSON) and its figures."""
     from oldphoto import stages, triage
-    from oldphoto.imageio import write_json
+    from oldphoto.atomic import write_json
 
     decision = triage.scratch_decision(stages.read_mask(job.input("mask")))
     record = decision.record()

@@ -25,7 +25,7 @@ def _check(before: np.ndarray, after: np.ndarray) -> None:
             raise ValueError(f"{name} must be uint8 H×W×3, got {image.dtype} {image.shape}")
     if before.shape != after.shape:
         raise ValueError(f"before {before.shape} and after {after.shape} differ in size; "
-                         "resize one first (oldphoto.imageio.resize_to)")
+                         "resize one first (oldphoto.decode.resize_to)")
 
 
 def _face_mask(shape: tuple[int, int], boxes: Sequence[Sequence[float]]) -> np.ndarray:

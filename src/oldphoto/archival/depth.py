@@ -3,7 +3,7 @@
 The restoration works on 8-bit images (the official pipeline's fidelity); a 16-bit master must
 still give a 16-bit derivative that holds the master's own levels, not 8-bit values times 257.
 :func:`final_16bit` splits every master sample ``m`` (in [0, 1]) into its 8-bit level
-``m8 = round(255·m)`` — exactly the level :func:`oldphoto.imageio.read_image` hands the
+``m8 = round(255·m)`` — exactly the level :func:`oldphoto.decode.read_image` hands the
 restoration — and the fine part the restoration never saw, ``r = 255·m − m8`` (within ±½ level).
 The derivative is the restoration's 8-bit result (back in the master's profile) plus that fine
 part::

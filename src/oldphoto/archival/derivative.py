@@ -190,7 +190,7 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
     height, width = samples.shape[:2]
     tags = derivative_tags(master, provenance, dpi, fmt, (width, height))
 
-    from oldphoto.imageio import TEMP_PREFIX, fsync_dir
+    from oldphoto.atomic import TEMP_PREFIX, fsync_dir
 
     path = Path(path)
     folder = path.parent

@@ -5,7 +5,7 @@ from the input: its name and sha256, format, bit depth, ICC profile, resolution,
 orientation, the raw EXIF / IPTC-IIM / XMP blocks, and the descriptive and rights fields as
 exiftool reports them (the form :func:`oldphoto.archival.derivative.write_derivative` writes
 back).  :func:`read_master_pixels16` decodes the pixels at full precision (float32 in [0, 1]),
-oriented and composited exactly as :func:`oldphoto.imageio.read_image` does for its 8-bit copy.
+oriented and composited exactly as :func:`oldphoto.decode.read_image` does for its 8-bit copy.
 
 The master is only ever opened read-only (``open(path, "rb")``, exiftool in read mode): no
 lock, no rename, no write, no change of its modification time.
@@ -155,7 +155,7 @@ def read_block(path: str | Path, block: str) -> bytes | None:
 
 
 def _bit_depth(im) -> int:
-    from oldphoto.imageio import _raw_mode  # the decoder's own test for 16-bit colour
+    from oldphoto.decode import _raw_mode  # the decoder's own test for 16-bit colour
 
     if im.mode.startswith("I;16") or ";16" in _raw_mode(im):
         return 16
@@ -186,7 +186,7 @@ def read_master(path: str | Path) -> Master:
     """
     from PIL import Image
 
-    from oldphoto.imageio import _Decoding, _exif_orientation
+    from oldphoto.decode import DecodingErrors as _Decoding, _exif_orientation
 
     path = Path(path)
     try:
@@ -220,7 +220,7 @@ def read_master_pixels16(path: str | Path) -> np.ndarray:
     """The master's pixels at full precision: float32 H×W×3 in [0, 1], RGB, oriented.
 
     16-bit samples are divided by 65535 and 8-bit ones by 255; grey is copied to R = G = B; an
-    alpha channel is composited onto white (as :func:`oldphoto.imageio.read_image` does for its
+    alpha channel is composited onto white (as :func:`oldphoto.decode.read_image` does for its
     8-bit copy, so ``round(read_master_pixels16(p) * 255)`` is that copy within one level) and
     the EXIF orientation is applied.  The alpha itself is read by ``read_image``.
 
@@ -230,7 +230,7 @@ def read_master_pixels16(path: str | Path) -> np.ndarray:
     import cv2
     from PIL import Image
 
-    from oldphoto.imageio import _Decoding, _exif_orientation, orient
+    from oldphoto.decode import DecodingErrors as _Decoding, _exif_orientation, orient
 
     path = Path(path)
     try:

@@ -159,6 +159,6 @@ def write_sidecar(path: str | Path, record: Mapping[str, Any],
                   timings: Mapping[str, float] | None = None,
                   output: Mapping[str, Any] | None = None) -> None:
     """Write the per-photo JSON sidecar (the record, stage timings, output facts) atomically."""
-    from oldphoto.imageio import write_json
+    from oldphoto.atomic import write_json
 
     write_json(path, sidecar_record(record, timings or {}, output))
