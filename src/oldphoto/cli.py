@@ -154,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="official checkpoint layout (Global/checkpoints/..., "
                              "Face_Enhancement/checkpoints/...), e.g. an official clone (config: "
                              "checkpoints_dir; default: <repo>/resources/checkpoints)")
+    parser.add_argument("--slurm", type=int, default=None, metavar="PHOTOS_PER_JOB",
+                        help="restore on a SLURM cluster as one sbatch --array: one task per "
+                             "shard of about PHOTOS_PER_JOB photos, each running the workflow "
+                             "inside its allocation with warm workers (oldphoto.slurm); waits "
+                             "for the array and merges the run summaries")
+    parser.add_argument("--slurm-cpus", type=int, default=2, metavar="N",
+                        help="CPUs of each array task (default: %(default)s)")
+    parser.add_argument("--slurm-mem", type=int, default=8000, metavar="MB",
+                        help="memory of each array task (default: %(default)s)")
+    parser.add_argument("--slurm-time", type=int, default=24 * 60, metavar="MINUTES",
+                        help="time limit of each array task (default: %(default)s)")
+    parser.add_argument("--sbatch", default="", metavar="ARGS",
+                        help="further sbatch arguments, e.g. \"-p gpu -A lab\"")
     parser.add_argument("--cores", default="all", metavar="N",
                         help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
                              "%(default)s)")
@@ -283,6 +296,45 @@ def sheet_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: argparse.Namespace,
+               gpus: list[int] | None, extra: Sequence[str]) -> int:
+    """``--slurm N``: one ``sbatch --array`` over shards of the folder; wait; merge summaries."""
+    from oldphoto import slurm
+    from oldphoto.dag import discover_inputs
+    from oldphoto.summary import summary_line
+
+    photos = len(discover_inputs(config["input_dir"]).images)
+    shards = slurm.shard_count(photos, args.slurm)
+    gpu_count = 0 if gpus == [] else (len(gpus) if gpus else (1 if config.get("gpu_per_job", 1)
+                                                               else 0))
+    run_dir = out / ".oldphoto"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    script = run_dir / "slurm-task.sh"
+    script.write_text(slurm.task_script(snakefile=root / "Snakefile", output_dir=out,
+                                        config_file=config_file, shards=shards, gpus=gpu_count,
+                                        extra=extra), encoding="utf-8")
+    script.chmod(0o755)
+    command = slurm.sbatch_command(script, shards=shards, cpus=args.slurm_cpus,
+                                   mem_mb=args.slurm_mem, gpus=gpu_count,
+                                   time_minutes=args.slurm_time, log_dir=run_dir,
+                                   sbatch_args=shlex.split(args.sbatch))
+    print(f"oldphoto: {photos} photo(s) in {shards} array task(s): " + shlex.join(command),
+          file=sys.stderr, flush=True)
+    if args.dry_run:
+        return 0
+    code, job_id = slurm.submit(command)
+    summary = slurm.merge_summaries(out, shards)
+    print(f"oldphoto: SLURM job {job_id or '?'} ended (sbatch exit {code})")
+    summary.setdefault("backend", "?")
+    print(summary_line(summary))
+    for stem, entry in summary["photos"].items():
+        if entry.get("status") == "failed":
+            for reason in entry.get("reasons") or ["see its log under logs/"]:
+                print(f"oldphoto: FAILED {entry.get('input', stem)}: {reason}")
+    failed = summary["counts"].get("failed", 0) + summary["counts"].get("not_run", 0)
+    return 1 if (code or failed or not summary["snakemake_ok"]) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sheet"]:
@@ -313,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+
+    if args.slurm is not None:
+        return slurm_main(root, out, config, config_file, args, gpus, extra)
 
     from oldphoto.locks import clear_stale_lock
 

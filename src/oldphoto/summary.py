@@ -7,6 +7,7 @@ nothing (killed) — and the final outputs say which photos are finished.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -56,7 +57,7 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
-IMAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
+IMAGE_RULES = ("detect_scratches", "triage_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
                "blend_faces")
 
 
@@ -117,7 +118,8 @@ def display_path(path: str | Path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> dict[str, Any]:
+def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
+              settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     layout = Layout(config["output_dir"])
     out = Path(config["output_dir"])
     failures = failure_reasons(out / "logs")
@@ -125,6 +127,20 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
     photos: dict[str, Any] = {}
     for stem, source in sorted(inputs.images.items()):
         entry: dict[str, Any] = {"input": display_path(source)}
+        if settings is not None and stem in settings:
+            # the photo's effective settings (its sheet row, else the run's) and its decisions
+            entry["settings"] = dict(settings[stem])
+            mode = Mode(settings[stem]["with_scratch"] in (True, "auto"), bool(settings[stem]["hr"]))
+            entry["mode"] = mode.key
+        triage = Path(layout.triage(stem))
+        if triage.is_file():
+            try:
+                entry["triage"] = json.loads(triage.read_text(encoding="utf-8"))
+                if "mode" in entry:
+                    entry["mode"] = Mode(bool(entry["triage"]["with_scratch"]),
+                                         bool(settings[stem]["hr"])).key
+            except (OSError, ValueError, KeyError):
+                entry["triage"] = None
         record = Path(layout.faces_record(stem))
         if record.is_file():
             try:
@@ -163,10 +179,12 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str]) -> 
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
-    c = summary["counts"]
+    c = {key: summary["counts"].get(key, 0)
+         for key in ("restored", "with_faces_enhanced", "failed", "skipped", "not_run")}
     line = (
         f"oldphoto: {c['restored']} photo(s) restored ({c['with_faces_enhanced']} with faces "
-        f"enhanced), {c['failed']} failed, {c['skipped']} skipped, backend {summary['backend']}"
+        f"enhanced), {c['failed']} failed, {c['skipped']} skipped, backend "
+        f"{summary.get('backend')}"
     )
     if c["not_run"]:
         line += f", {c['not_run']} not run"
@@ -174,7 +192,7 @@ def summary_line(summary: Mapping[str, Any]) -> str:
 
 
 def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
-               ok: bool) -> dict[str, Any]:
+               ok: bool, settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
     from oldphoto.atomic import write_json
 
@@ -184,16 +202,19 @@ def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     stopped = shutdown_all(str(Path(config["output_dir"]).resolve()))
     if stopped:
         print(f"oldphoto: stopped {stopped} warm worker(s)", file=sys.stderr)
-    summary = summarize(config, inputs, backend)
+    summary = summarize(config, inputs, backend, settings)
     summary["snakemake_ok"] = ok
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out, older_than=_LOADED_AT)
-    write_json(out / SUMMARY_NAME, summary)
+    from oldphoto.slurm import summary_name
+
+    write_json(out / summary_name(config.get("shard")), summary)
     print(summary_line(summary), file=sys.stderr)
     for stem, entry in summary["photos"].items():
         for reason in entry.get("reasons", []):
             print(f"oldphoto: FAILED {stem}: {reason}", file=sys.stderr)
-    print(f"oldphoto: results in {out / 'final_output'}; summary in {out / SUMMARY_NAME}",
+    print(f"oldphoto: results in {out / 'final_output'}; summary in "
+          f"{out / summary_name(config.get('shard'))}",
           file=sys.stderr)
     return summary

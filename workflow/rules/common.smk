@@ -250,10 +250,10 @@ onstart:
 onsuccess:
     from oldphoto import summary
 
-    summary.finish_run(config, INPUTS, BACKEND, ok=True)
+    summary.finish_run(config, INPUTS, BACKEND, ok=True, settings=SETTINGS)
 
 
 onerror:
     from oldphoto import summary
 
-    summary.finish_run(config, INPUTS, BACKEND, ok=False)
+    summary.finish_run(config, INPUTS, BACKEND, ok=False, settings=SETTINGS)
