@@ -83,6 +83,10 @@ def test_manifest_round_trip(tmp_path):
     folder.mkdir()
     for name in ("a.png", "b c.JPG", ".DS_Store"):
         (folder / name).write_bytes(b"x")
+    try:  # a Latin-1 file name: not UTF-8, a surrogate escape in Python
+        (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(b"x")
+    except OSError:
+        pass
     inputs = dag.discover_inputs(folder)
     manifest = tmp_path / "m.json"
     dag.write_manifest(manifest, folder, inputs)

@@ -42,7 +42,7 @@ _IP = (socket.AF_INET, socket.AF_INET6)
 
 
 def _record(what, target):
-    line = {"pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else "", "call": what,
+    line = {"pid": os.getpid(), "argv0": " ".join(sys.argv), "call": what,
             "target": repr(target)}
     import json
     with open(_RECORD, "a", encoding="utf-8") as handle:
@@ -262,13 +262,17 @@ def test_only_the_download_function_imports_network_modules():
     sources = sorted((REPO / "src" / "oldphoto").rglob("*.py"))
     sources += sorted((REPO / "workflow" / "scripts").glob("*.py"))
     assert len(sources) > 10
-    allowed = {("checkpoints.py", "_download")}
+    allowed = {("download.py", "_download")}
     offenders, seen_download = [], False
     for path in sources:
         for module, line, function in _network_imports(path):
-            if (path.name, function) in allowed and path.parent.name == "oldphoto":
+            if (path.name, function) in allowed and path.parent.name == "checkpoints":
                 seen_download = True
                 assert module == "urllib.request", (path, line, module)
+                continue
+            if path.parent.name == "worker" and module == "socket":
+                # the warm workers talk over AF_UNIX sockets on this machine (the dynamic tests
+                # above record any connect/getaddrinfo to the network)
                 continue
             offenders.append(f"{path.relative_to(REPO)}:{line}: import {module}"
                              f" ({'in ' + function if function else 'at module level'})")

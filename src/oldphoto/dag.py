@@ -188,13 +188,15 @@ def manifest_name(shard: str | None) -> str:
 
 def write_manifest(path: str | Path, input_dir: str | Path, inputs) -> None:
     """The run's input discovery, for cluster jobs to read instead of listing the folder again."""
-    from oldphoto.atomic import write_json
+    from oldphoto.atomic import write_bytes_atomic
 
-    write_json(path, {
+    # ASCII JSON: file names that are not UTF-8 (surrogate escapes) survive as \udcXX escapes
+    text = json.dumps({
         "input_dir": str(Path(input_dir).resolve()),
         "images": {stem: os.fsdecode(p) for stem, p in inputs.images.items()},
         "skipped": [[os.fsdecode(p), r] for p, r in inputs.skipped],
-    })
+    }, ensure_ascii=True)
+    write_bytes_atomic(path, text.encode("ascii"))
 
 
 def read_manifest(path: str | Path, input_dir: str | Path):

@@ -33,6 +33,8 @@ SETTINGS_ENV = {
     "memory_budget_mb": "OLDPHOTO_MEMORY_BUDGET_MB",
 }
 HANDLER = "oldphoto.tasks:run_task"
+# One-off jobs that gain nothing from a warm worker run in their own process.
+IN_PROCESS_TASKS = frozenset({"download_checkpoints", "prepare_checkpoint"})
 WORKER_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "OLDPHOTO_FAKE_GPUS", "OLDPHOTO_GPU_LOCK_DIR",
               "OLDPHOTO_GPU_SLOT_TRACE")
 
@@ -76,7 +78,7 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
     """Run the request on a warm worker of this run, or here when workers are off."""
     from oldphoto.tasks import NETWORK_TASKS
 
-    if not workers_enabled():
+    if not workers_enabled() or request["task"] in IN_PROCESS_TASKS:
         from oldphoto.tasks import run_task
 
         return run_task(request)
