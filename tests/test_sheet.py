@@ -99,6 +99,13 @@ def test_unknown_duplicate_and_missing_columns(folder):
     assert "empty" in error_of(folder, "# only comments\n\n")
 
 
+def test_header_case_and_rows_without_a_photo(folder):
+    assert read(folder, "Photo\tWith_Scratch\tHR\tFaces\na.png\tno\n") == {
+        "a": {"with_scratch": False}}
+    message = error_of(folder, f"{HEADER}\n\tyes\tno\n")
+    assert "row 2" in message and "'photo'" in message and "required" in message
+
+
 def test_cells_beyond_the_header_are_refused(folder):
     message = error_of(folder, f"{HEADER}\na.png\tno\tno\tno\tyes\n")
     assert "row 2" in message and "column 5" in message and "'yes'" in message

@@ -155,6 +155,7 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
         raise ConfigError(sheet, "the photo sheet is empty: it needs a header row with the "
                                  "columns " + ", ".join(required))
     header_row, header = lines[0]
+    header = [column.lower() for column in header]
     if len(header) == 1 and any(sep in header[0] for sep in ",; "):
         raise ConfigError(sheet, f"row {header_row}: the header {header[0]!r} is not "
                                  "tab-separated; save the sheet as TSV (tab between columns)")
