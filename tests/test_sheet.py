@@ -103,7 +103,7 @@ def test_header_case_and_rows_without_a_photo(folder):
     assert read(folder, "Photo\tWith_Scratch\tHR\tFaces\na.png\tno\n") == {
         "a": {"with_scratch": False}}
     message = error_of(folder, f"{HEADER}\n\tyes\tno\n")
-    assert "row 2" in message and "'photo'" in message and "required" in message
+    assert "row 2" in message and "'photo'" in message and "needs the photo's file name" in message
 
 
 def test_cells_beyond_the_header_are_refused(folder):

@@ -98,6 +98,8 @@ def _typed(column: str, value: str) -> Any:
 
 def _describe_error(error: Any, schema: Mapping[str, Any]) -> str:
     """What a jsonschema error on one cell means, with the values the column takes."""
+    if error.validator == "required":
+        return "empty; every row needs the photo's file name"
     column = error.path[-1] if error.path else None
     spec = schema["properties"].get(column, {})
     if "enum" in spec:
