@@ -1,4 +1,4 @@
-"""The photo sheet (oldphoto.sheet): reading, validation messages, starter sheet, precedence, CLI."""
+"""The photo sheet (oldphoto.sheet): reading, validation, starter sheet, precedence, CLI."""
 
 from __future__ import annotations
 
