@@ -25,6 +25,7 @@ OPTIONS_AND_KEYS = {
     "--cores": ["--cores"],
     "--dry-run": ["--dry-run"],
     "--report": ["--report"],
+    "--photo-sheet": ["photo_sheet", "oldphoto sheet"],
 }
 
 

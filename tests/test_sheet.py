@@ -1,4 +1,4 @@
-"""The photo sheet (oldphoto.sheet): reading, validation messages, starter sheet, precedence, CLI."""
+"""The photo sheet (oldphoto.sheet): reading, validation, starter sheet, precedence, CLI."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def test_unknown_duplicate_and_missing_columns(folder):
     message = error_of(folder, "photo,with_scratch,hr,faces\na.png,no,no,no\n")
     assert "not tab-separated" in message
     assert "empty" in error_of(folder, "# only comments\n\n")
+
+
+def test_header_case_and_rows_without_a_photo(folder):
+    assert read(folder, "Photo\tWith_Scratch\tHR\tFaces\na.png\tno\n") == {
+        "a": {"with_scratch": False}}
+    message = error_of(folder, f"{HEADER}\n\tyes\tno\n")
+    assert "row 2" in message and "'photo'" in message and "needs the photo's file name" in message
 
 
 def test_cells_beyond_the_header_are_refused(folder):

@@ -98,6 +98,8 @@ def _typed(column: str, value: str) -> Any:
 
 def _describe_error(error: Any, schema: Mapping[str, Any]) -> str:
     """What a jsonschema error on one cell means, with the values the column takes."""
+    if error.validator == "required":
+        return "empty; every row needs the photo's file name"
     column = error.path[-1] if error.path else None
     spec = schema["properties"].get(column, {})
     if "enum" in spec:
@@ -155,6 +157,7 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
         raise ConfigError(sheet, "the photo sheet is empty: it needs a header row with the "
                                  "columns " + ", ".join(required))
     header_row, header = lines[0]
+    header = [column.lower() for column in header]
     if len(header) == 1 and any(sep in header[0] for sep in ",; "):
         raise ConfigError(sheet, f"row {header_row}: the header {header[0]!r} is not "
                                  "tab-separated; save the sheet as TSV (tab between columns)")
