@@ -551,6 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO / "src"))
     become_subreaper()
     info = machine_info()
+    commit, version = git_commit(workflow_repo), snakemake_version()  # before the runs
     args.workdir.mkdir(parents=True, exist_ok=True)
     base_config = workflow_config(args.workdir, backend=args.backend)
     if args.backend == "pretrained":
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"`profiles/default` as Snakemake loads it; config overrides: "
                 f"{json.dumps(parse_config(args.config)) if args.config else 'none'}; "
                 f"extra snakemake arguments: `{args.extra or 'none'}`")
-    parts = [title, "", f"- workflow: {workflow_repo}, git commit {git_commit(workflow_repo)}, Snakemake {snakemake_version()}",
+    parts = [title, "", f"- workflow: {workflow_repo}, git commit {commit}, Snakemake {version}",
              machine_markdown(info, loadavg()), settings,
              "- command: `" + " ".join(["python", "bench/scale.py",
                                         *map(shlex.quote, sys.argv[1:] if argv is None
