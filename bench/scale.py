@@ -27,7 +27,7 @@ decoded in a dry run): wall time, jobs in the DAG (its ``total`` line), CPU and 
 Snakemake.
 
 The photos (160×160, deterministic): crops of the 12 official samples, aged with
-``oldphoto.degrade`` (fading, scratches, blur, grain, JPEG; a different mix per photo), and every
+``oldphoto.testing.degrade`` (fading, scratches, blur, grain, JPEG; a different mix per photo), and every
 ``--face-every``-th photo (default 10: ~10 %) a face cut from ``resources/samples/old/a.png``
 pasted into it, so that stages 3-4 run for those photos.  They are written once per N under
 ``--workdir`` and reused by later runs.  The pretrained backend uses recipe weights
@@ -113,7 +113,7 @@ def make_photo(index: int, sources: list[Path], face_every: int):
     import numpy as np
     from PIL import Image
 
-    from oldphoto.degrade import degrade
+    from oldphoto.testing.degrade import degrade
 
     rng = np.random.default_rng([index, 7])
     with Image.open(sources[index % len(sources)]) as im:

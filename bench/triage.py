@@ -5,7 +5,7 @@ Photos with a known answer:
 - the 12 bundled samples: ``resources/samples/old`` (8, no scratch path wanted) and
   ``resources/samples/old_w_scratch`` (4, the official scratched examples);
 - generated photos: scikit-image sample images (downscaled to 512 px) degraded by
-  :mod:`oldphoto.degrade` without scratches (``blur+fade+noise+jpeg``: clean) and with them
+  :mod:`oldphoto.testing.degrade` without scratches (``blur+fade+noise+jpeg``: clean) and with them
   (``old``: the same chain plus drawn scratches).  Draw 0 of each is the set the thresholds of
   :mod:`oldphoto.triage` were chosen on; draws 1 and 2 (other seeds: other scratches, noise and
   fading) are held out.  Textures (brick, grass, gravel) are hard negatives.
@@ -14,7 +14,7 @@ For each backend's detector — the classical one (``oldphoto.classical.detect_s
 pretrained U-Net (``oldphoto.scratch.detect_scratches``) with the weights available here —
 the mask goes through :func:`oldphoto.triage.scratch_decision`, and accuracy, precision and
 recall (positive = scratch path) are reported per set.  Without the official checkpoint the U-Net
-runs with the recipe weights (``oldphoto.recipe``), whose masks are noise: they mark ~99 % of
+runs with the recipe weights (``oldphoto.testing.recipe``), whose masks are noise: they mark ~99 % of
 every photo, so the figures for that backend describe the rule's fallback, not the official
 detector.  Pass ``--checkpoints DIR`` (official layout) to measure the official U-Net.
 
@@ -52,7 +52,7 @@ class Case:
 def cases(draws: int) -> list[Case]:
     from PIL import Image
 
-    from oldphoto.degrade import degrade
+    from oldphoto.testing.degrade import degrade
 
     found = []
     for folder, scratched in (("old", False), ("old_w_scratch", True)):

@@ -79,6 +79,12 @@ def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, dict[str, Any
     rows: dict[str, dict[str, Any]] = {}
     if config.get("photo_sheet"):
         rows = read_sheet(config["photo_sheet"], inputs.images, config["input_dir"])
+    for stem, row in rows.items():
+        unapplied = sorted(set(row) & NOT_YET_PER_PHOTO)
+        if unapplied:
+            raise ConfigError(config["photo_sheet"], f"photo {stem!r}: column(s) "
+                              f"{', '.join(unapplied)} are validated but not applied per photo "
+                              "by this version; leave them empty (the run's setting applies)")
     run_wide = effective_settings(config, {})
     return {stem: (effective_settings(config, rows[stem]) if rows.get(stem) else run_wide)
             for stem in inputs.images}
@@ -103,6 +109,9 @@ def parse_face_options(key: str):
     return FaceOptions(detector=detector, upsample=int(fields.get("upsample", 0)),
                        only_center_face=fields.get("center") == "yes",
                        max_faces=None if fields.get("max", "all") == "all" else int(fields["max"]))
+
+
+NOT_YET_PER_PHOTO = frozenset({"tone", "output_format"})
 
 
 def mode_of_settings(settings: Mapping[str, Any]) -> Mode:
