@@ -103,7 +103,6 @@ def write_final(path: str | Path, restored_working: np.ndarray, *, master_path: 
     """
     from oldphoto.archival.depth import final_16bit
     from oldphoto.archival.derivative import write_derivative
-    from oldphoto.archival.colour import from_working_srgb
     from oldphoto.archival.formats import format_of_extension
     from oldphoto.archival.master import read_master, read_master_pixels16
     from oldphoto.archival.provenance import provenance_record
@@ -115,10 +114,11 @@ def write_final(path: str | Path, restored_working: np.ndarray, *, master_path: 
     icc = working_profile(master.icc_profile)
     if not carry_metadata:
         pixels, bits, icc = restored_working, 8, None
-    elif master.bit_depth >= 16 and fmt != "jpeg":
-        pixels, bits = final_16bit(read_master_pixels16(master_path), restored_working, icc), 16
     else:
-        pixels, bits = from_working_srgb(restored_working, icc), 8
+        # Unchanged pixels are the master's own values (all 16 bits of them); changed ones the
+        # restoration's, back in the master's profile.  8-bit outputs round that.
+        pixels = final_16bit(read_master_pixels16(master_path), restored_working, icc)
+        bits = 16 if master.bit_depth >= 16 and fmt != "jpeg" else 8
     write_derivative(path, pixels, fmt=fmt, bits=bits, alpha=alpha,
                      master=master if carry_metadata else None,
                      provenance=record if carry_metadata else None,
