@@ -119,9 +119,11 @@ def write_final(path: str | Path, restored_working: np.ndarray, *, master_path: 
         # restoration's, back in the master's profile.  8-bit outputs round that.
         pixels = final_16bit(read_master_pixels16(master_path), restored_working, icc)
         bits = 16 if master.bit_depth >= 16 and fmt != "jpeg" else 8
+    # The file states no time (the sidecar does): its bytes depend only on its inputs and
+    # settings, so a resumed or repeated run writes the same file.
     write_derivative(path, pixels, fmt=fmt, bits=bits, alpha=alpha,
                      master=master if carry_metadata else None,
-                     provenance=record if carry_metadata else None,
+                     provenance=dict(record, created=None) if carry_metadata else None,
                      jpeg_quality=jpeg_quality, text=text if fmt == "png" else None)
     height, width = restored_working.shape[:2]
     output = {"file": Path(path).name, "format": fmt, "bits": bits, "width": width,
