@@ -78,6 +78,12 @@ def icc_of(path: Path) -> bytes:
     return exiftool("-b", "-ICC_Profile", str(path))
 
 
+def last_event(found: dict) -> dict:
+    """The derivation's event: the last of the XMP History (one event comes as a dict)."""
+    history = found["XMP-xmpMM:History"]
+    return (history if isinstance(history, list) else [history])[-1]
+
+
 def stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
@@ -183,8 +189,7 @@ def check_carried(path: Path, name: str, output_format: str, backend: str) -> di
     assert found["XMP-iptcExt:DigitalSourceType"] == IPTC_TYPES + source_type
     assert found["XMP-xmpMM:DerivedFrom"]["FilePath"] == name
     assert found["XMP-xmp:CreatorTool"].startswith("oldphoto ")
-    history = found["XMP-xmpMM:History"]
-    event = (history if isinstance(history, list) else [history])[-1]
+    event = last_event(found)
     assert event["Action"] == "derived" and event["SoftwareAgent"].startswith("oldphoto ")
     parameters = json.loads(event["Parameters"])
     assert parameters["backend"] == backend
@@ -215,11 +220,8 @@ def test_every_format_carries_fields_profile_depth_and_provenance(masters, class
     assert finals == expected
     for name in MASTERS:
         path = final_of(out, name, output_format)
-        check_carried(path, name, output_format, "classical")
-        found = tags(path)
-        parameters = json.loads(found["XMP-xmpMM:History"][-1]["Parameters"]
-                                if isinstance(found["XMP-xmpMM:History"], list)
-                                else found["XMP-xmpMM:History"]["Parameters"])
+        found = check_carried(path, name, output_format, "classical")
+        parameters = json.loads(last_event(found)["Parameters"])
         assert parameters["source_sha256"] == hashlib.sha256(
             (folder / name).read_bytes()).hexdigest()
         if path.suffix == ".png":  # the backend stays readable as PNG text too
@@ -365,9 +367,7 @@ def test_pretrained_finals_state_trained_media_and_checkpoints(pretrained):
     for name in MASTERS:
         path = final_of(out, name, "png")
         found = check_carried(path, name, "png", "pretrained")
-        history = found["XMP-xmpMM:History"]
-        parameters = json.loads((history[-1] if isinstance(history, list) else history)
-                                ["Parameters"])
+        parameters = json.loads(last_event(found)["Parameters"])
         record = json.loads((out / "stage_2_detection_output" / stem(name) / "faces.json")
                             .read_text())
         used = ["VAE_A_quality", "mapping_quality", "VAE_B_quality"]
