@@ -8,7 +8,8 @@
 #   stage_1_restore_output/{masks/input,masks/mask,origin,input_image,restored_image}/{image}.png
 #   stage_2_detection_output/{image}/   (checkpoint: faces.json + {image}_{face}.png)
 #   stage_3_face_output/each_img/{image}_{face}.png
-#   final_output/{image}.png
+#   final_output/{image}.{png,tif,jpg}   (output_format)
+#   report/changes/{image}.changes.jpg, provenance/{image}.json   (change map, sidecar)
 
 import os
 

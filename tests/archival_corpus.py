@@ -12,6 +12,9 @@ colour16.png      PNG      16      1200  1            the same, Adobe RGB profil
 grey_print.tif    TIFF     16      600   1            a greyscale print (R = G = B), no profile
 sepia_print.png   PNG      8       1200  1            a sepia print, no profile
 ================  =======  ======  ====  ===========  ==========================================
+
+:func:`make_clean_photo` adds ``clean.tif`` (16-bit, 600 dpi, Adobe RGB, the same fields): a
+photo the classical backend leaves unchanged.
 """
 
 from __future__ import annotations
@@ -143,3 +146,23 @@ def make_corpus(folder: Path, height: int = 48, width: int = 64) -> dict[str, Co
         corpus[name] = CorpusPhoto(path=path, bits=bits, dpi=dpi, orientation=orientation,
                                    icc=profile, pixels=pixels)
     return corpus
+
+
+def make_clean_photo(folder: Path, name: str = "clean.tif", height: int = 48,
+                     width: int = 64) -> CorpusPhoto:
+    """A clean 16-bit TIFF master with the Adobe RGB profile and every corpus field: sharp,
+    noiseless blocks of full-contrast, balanced colours, which the classical backend leaves
+    unchanged (no fading, cast, noise, blur or JPEG blocking to correct) — the photo for the
+    colour-managed rendering check of the whole workflow."""
+    palette = np.array([[0, 0, 0], [255, 255, 255], [200, 40, 40], [40, 160, 60], [50, 70, 200],
+                        [230, 210, 60], [128, 128, 128], [90, 60, 40]], np.uint16)
+    rng = np.random.default_rng(0)
+    block = 8
+    index = rng.integers(0, len(palette), (height // block, width // block))
+    pixels = palette[np.kron(index, np.ones((block, block), int))] * 257
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    icc = ICC_PATH.read_bytes()
+    _write(path, pixels, 600.0, icc)
+    _tag(path, 600.0, 1, icc)
+    return CorpusPhoto(path=path, bits=16, dpi=600.0, orientation=1, icc=icc, pixels=pixels)

@@ -30,9 +30,9 @@ def workflow_config(tmp: Path, **overrides) -> dict:
     return config
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True,
-                  timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in ``workdir`` with ``config``; returns the process."""
+def snakemake_invocation(workdir: Path, config: dict, *args: str,
+                         env: dict | None = None) -> tuple[list[str], dict]:
+    """The command and environment that run the repository's Snakefile in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "test-config.yaml"
     configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -46,6 +46,13 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True,
     full_env["PYTHONPATH"] = str(REPO / "src")
     if env:
         full_env.update(env)
+    return cmd, full_env
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True,
+                  timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in ``workdir`` with ``config``; returns the process."""
+    cmd, full_env = snakemake_invocation(workdir, config, *args, env=env)
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
     if check and proc.returncode != 0:

@@ -22,6 +22,7 @@ OPTIONS_AND_KEYS = {
     "--HR": ["hr"],
     "--backend": ["backend"],
     "--checkpoints_dir": ["checkpoints_dir"],
+    "--ext": ["output_format"],
     "--cores": ["--cores"],
     "--dry-run": ["--dry-run"],
     "--report": ["--report"],
@@ -49,6 +50,22 @@ def test_help_names_every_option_and_its_config_key():
         for key in keys:
             assert key in text, (option, key)
     assert "-- " in text  # extra snakemake arguments
+
+
+@pytest.mark.parametrize("ext, output_format", [
+    ("auto", "same"), ("png", "png"), ("jpg", "jpeg"), ("tiff", "tiff"), (None, None)])
+def test_ext_sets_output_format(tmp_path, ext, output_format):
+    (tmp_path / "in").mkdir()
+    argv = ["--input_folder", str(tmp_path / "in")] + (["--ext", ext] if ext else [])
+    config = cli.settings(cli.build_parser().parse_args(argv), REPO)
+    # without --ext the config's default (png) applies
+    assert config.get("output_format") == output_format
+
+
+def test_ext_rejects_other_formats(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--ext", "webp"])
+    assert "--ext" in capsys.readouterr().err
 
 
 def test_gpu_list_and_checkpoint_name_rules():

@@ -26,6 +26,8 @@ from typing import Sequence
 
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
+EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
+"""``--ext`` (GFPGAN's spelling) -> config ``output_format``."""
 REPORT_TARGET = "gallery"
 
 
@@ -167,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time limit of each array task (default: %(default)s)")
     parser.add_argument("--sbatch", default="", metavar="ARGS",
                         help="further sbatch arguments, e.g. \"-p gpu -A lab\"")
+    parser.add_argument("--ext", choices=tuple(EXT_FORMATS), default=None,
+                        help="format of final_output as GFPGAN spells it: auto (each photo in "
+                             "its input's format), png, jpg or tiff (config: output_format; "
+                             "default: png)")
     parser.add_argument("--cores", default="all", metavar="N",
                         help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
                              "%(default)s)")
@@ -207,6 +213,8 @@ def settings(args: argparse.Namespace, root: Path) -> dict:
             raise UsageError(f"--photo-sheet {args.photo_sheet}: no such file (write one with: "
                              f"oldphoto sheet {args.input_folder})")
         config["photo_sheet"] = str(photo_sheet)
+    if args.ext is not None:
+        config["output_format"] = EXT_FORMATS[args.ext]
     if gpus == []:
         config.update(device="cpu", gpu_per_job=0)
     elif gpus:

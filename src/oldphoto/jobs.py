@@ -171,6 +171,25 @@ class Job:
             self.log(f"{path}: {note}")
         return photo
 
+    def read_original(self, path: str | Path):
+        """A photo as the restoration sees it: :meth:`read_photo`, its values converted to the
+        sRGB working space when the file embeds an RGB ICC profile (``docs/archival.md``)."""
+        import dataclasses
+
+        from oldphoto.archival.colour import to_working_srgb
+        from oldphoto.archival.final import working_profile
+        from oldphoto.archival.master import read_icc_profile
+
+        photo = self.read_photo(path)
+        try:
+            icc = working_profile(read_icc_profile(path))
+        except OldPhotoError as err:  # the profile's reason, with this file's name
+            raise type(err)(path, err.reason) from None
+        if icc is None:
+            return photo
+        self.log(f"{path}: converted from its ICC profile to sRGB")
+        return dataclasses.replace(photo, rgb=to_working_srgb(photo.rgb, icc))
+
     def metadata(self) -> dict[str, str]:
         """What an output records about how it was made: version, backend, this rule's params."""
         import json

@@ -13,9 +13,17 @@ summary and the report read finished runs through them, and the CLI points users
       stage_2_detection_output/<photo>/faces.json, <photo>_<k>.png
       stage_3_face_output/by_photo/<photo>/<photo>_<k>.png      (face_jobs: per_image)
       stage_3_face_output/each_img/<photo>_<k>.png              (face_jobs: per_face)
-      final_output/<photo>.<ext>
-      report/{previews,masks,faces}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
+      final_output/<photo>.<ext>                                png | tif | jpg (output_format)
+      provenance/<photo>.json                                   the per-photo sidecar
+      provenance/<photo>.derivation.json                        what the final-output job recorded
+      report/{previews,masks,faces,changes}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
       .oldphoto/                                                run bookkeeping (input manifest)
+
+``final_output/`` holds only the restored photos.  Their extension follows ``output_format``
+per photo (:func:`final_extension`: ``same`` takes the input's format from its file extension),
+decided when the DAG is built, before any file is read.  The sidecar (``provenance/``) holds the
+provenance record the final output's XMP states, the change-map statistics and the stage timings;
+``final_output/`` stays a folder of images only, so the sidecars never mix with the photos.
 """
 
 from __future__ import annotations
@@ -23,11 +31,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from oldphoto.archival.formats import EXTENSIONS, output_format_for_file
+
 SUMMARY_NAME = "run_summary.json"
 STAGE1 = "stage_1_restore_output"
 STAGE2 = "stage_2_detection_output"
 STAGE3 = "stage_3_face_output"
 FINAL = "final_output"
+PROVENANCE = "provenance"
+FINAL_EXTENSIONS = tuple(ext.lstrip(".") for ext in EXTENSIONS.values())
+"""Every extension a final output can have (``png``, ``tif``, ``jpg``)."""
+
+
+def final_extension(output_format: str, source: str | Path) -> str:
+    """The extension (no dot) of a photo's final output: ``output_format`` (``png``, ``tiff``,
+    ``jpeg`` or ``same``) for the input file ``source``."""
+    return EXTENSIONS[output_format_for_file(output_format, source)].lstrip(".")
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,14 @@ class Layout:
     def final(self, image: str, ext: str = "png") -> str:
         return self._path(FINAL, f"{image}.{ext}")
 
+    def sidecar(self, image: str) -> str:
+        """The per-photo JSON sidecar: provenance, change statistics, stage timings."""
+        return self._path(PROVENANCE, f"{image}.json")
+
+    def derivation(self, image: str) -> str:
+        """What the final-output job recorded (the provenance its XMP states), for the sidecar."""
+        return self._path(PROVENANCE, f"{image}.derivation.json")
+
     def log(self, rule: str, name: str) -> str:
         return self._path("logs", rule, f"{name}.log")
 
@@ -99,8 +126,9 @@ class Layout:
         return self._path("benchmarks")
 
     def preview(self, kind: str, image: str) -> str:
-        """Report previews: ``before-after``, ``scratches`` or ``faces``."""
-        folder = {"before-after": "previews", "scratches": "masks", "faces": "faces"}[kind]
+        """Report previews: ``before-after``, ``scratches``, ``faces`` or ``changes``."""
+        folder = {"before-after": "previews", "scratches": "masks", "faces": "faces",
+                  "changes": "changes"}[kind]
         return self._path("report", folder, f"{image}.{kind}.jpg")
 
     @property

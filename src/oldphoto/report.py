@@ -15,7 +15,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -272,6 +272,44 @@ def runtime_table(benchmark_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+STAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_faces",
+               "enhance_face", "blend_faces")
+"""The per-photo rules whose benchmark files :func:`stage_timings` reads, in pipeline order."""
+
+
+def _benchmark_seconds(tsv: Path) -> float | None:
+    try:
+        with open(tsv, encoding="utf-8", newline="") as handle:
+            records = list(csv.DictReader(handle, delimiter="\t"))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    values = [v for v in (_number(r.get("s")) for r in records) if v is not None]
+    return sum(values) if values else None
+
+
+def stage_timings(benchmark_dir: str | Path, image: str) -> dict[str, float]:
+    """One photo's wall-clock seconds per rule, from Snakemake's benchmark files.
+
+    ``<dir>/<rule>/<image>.tsv`` for each of :data:`STAGE_RULES`; the per-face rule
+    ``enhance_face`` sums ``<image>_<k>.tsv`` over the photo's faces.  Rules that did not run
+    for the photo (or whose file is unreadable) are left out.
+    """
+    folder = Path(benchmark_dir)
+    timings: dict[str, float] = {}
+    for rule in STAGE_RULES:
+        if rule == "enhance_face":
+            pattern = re.compile(re.escape(image) + r"_\d+\.tsv")
+            files = [p for p in (folder / rule).glob("*.tsv") if pattern.fullmatch(p.name)] \
+                if (folder / rule).is_dir() else []
+        else:
+            files = [folder / rule / f"{image}.tsv"]
+        seconds = [s for s in (_benchmark_seconds(f) for f in files if f.is_file())
+                   if s is not None]
+        if seconds:
+            timings[rule] = round(sum(seconds), 3)
+    return timings
+
+
 def load_summary(path: str | Path) -> dict[str, Any] | None:
     """``run_summary.json`` as written at the end of a run, or None if absent or unreadable."""
     try:
@@ -313,10 +351,16 @@ def report_tables(summary_path: str | Path, benchmark_dir: str | Path) -> dict[s
     }
 
 
-def finished_photos(stems: Iterable[str], final_dir: str | Path) -> list[str]:
-    """The photos whose final output exists (what a report can show), sorted."""
+def finished_photos(stems: Iterable[str], final_dir: str | Path,
+                    extensions: Mapping[str, str] | None = None) -> list[str]:
+    """The photos whose final output exists (what a report can show), sorted.
+
+    ``extensions``: stem -> extension of its final output (``output_format``; default png).
+    """
     folder = Path(final_dir)
-    return sorted(stem for stem in stems if (folder / f"{stem}.png").is_file())
+    extensions = extensions or {}
+    return sorted(stem for stem in stems
+                  if (folder / f"{stem}.{extensions.get(stem, 'png')}").is_file())
 
 
 def has_faces(record_path: str | Path) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from oldphoto import __version__
 from oldphoto.dag import backend_label, face_count
 from oldphoto.jobs import FAILED_PREFIX
-from oldphoto.layout import SUMMARY_NAME, Layout
+from oldphoto.layout import SUMMARY_NAME, Layout, final_extension
 from oldphoto.mode import Mode
 
 
@@ -147,7 +147,8 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
                 entry["faces"] = face_count(record)
             except (OSError, ValueError, KeyError):
                 entry["faces"] = None
-        if Path(layout.final(stem)).is_file() and stem not in failures:
+        final = layout.final(stem, final_extension(config.get("output_format", "png"), source))
+        if Path(final).is_file() and stem not in failures:
             entry["status"] = "restored"
         elif stem in failures:
             entry["status"] = "failed"

@@ -42,7 +42,7 @@ def _param(job: "Job", name: str, default: str) -> str:
 def detect_scratches(job: "Job") -> None:
     from oldphoto import stages
 
-    photo = job.read_photo(job.input("image"))
+    photo = job.read_original(job.input("image"))
     unet = job.network("detection") if job.params["backend"] == "pretrained" else None
     image, mask = stages.detect_scratches(photo.rgb, job.params["backend"], unet, job.device)
     job.write_png(job.output("image"), image)
@@ -75,7 +75,7 @@ def restore_global(job: "Job") -> None:
         job.log(f"triage decided: {mode.key} ({decision['reason']})")
     source = job.input("image") if mode.with_scratch else job.input(
         "original" if job.params.get("triage") == "auto" else "image")
-    photo = job.read_photo(source)
+    photo = job.read_original(source)
     mask = stages.read_mask(job.input("mask")) if mode.with_scratch else None
     networks = None
     if backend == "pretrained":
@@ -160,18 +160,68 @@ def enhance_faces(job: "Job") -> None:
 
 
 def blend_faces(job: "Job") -> None:
+    """Blend the faces in and write the final output as an archival derivative of the input
+    (``oldphoto.archival.final``) and what it recorded, for the sidecar."""
     from oldphoto import stages
+    from oldphoto.archival import final as archival
+    from oldphoto.archival.tone import apply_tone_keep
+    from oldphoto.atomic import write_json
 
     restored = job.read_photo(job.input("restored")).rgb
     record = stages.read_record(stages.record_path(job.input("faces")))
     enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
-    original = job.read_photo(job.input("original"))
+    original = job.read_original(job.input("original"))
     keep_size = job.params["final_size"] == "original"
     final = stages.compose_final(
         restored, record, enhanced, blending=job.params["blending"],
         original_size=original.size if keep_size else None, log=job.log,
     )
-    job.write_png(job.output("final"), final, alpha=original.alpha if keep_size else None)
+    if job.params["tone"] == "keep":
+        final = apply_tone_keep(original.rgb, final)
+    faces = len(record.get("faces") or [])
+    derivation = archival.write_final(
+        job.output("final"), final, master_path=job.input("original"),
+        alpha=original.alpha if keep_size else None,
+        backend=archival.provenance_backend(job.params["backend"], faces),
+        checkpoints=archival.checkpoint_sha256s(job.inputs_list("checkpoint_records"),
+                                                job.params["face_network"], faces),
+        settings={k: v for k, v in sorted(job.params.items()) if k != "backend"},
+        carry_metadata=job.params["carry_metadata"] in (True, "True", "true"),
+        jpeg_quality=int(job.params["jpeg_quality"]), text=job.metadata(),
+    )
+    write_json(job.output("derivation"), derivation)
+    output = derivation["output"]
+    job.log(f"wrote {output['file']}: {output['format']} {output['bits']}-bit, "
+            f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}")
+
+
+def make_change_map(job: "Job") -> None:
+    """The change map of a photo (original vs final output, scratches, replaced faces) and its
+    sidecar: the final output's provenance record, the change statistics, the stage timings."""
+    import json
+
+    import cv2
+
+    from oldphoto import report, stages
+    from oldphoto.archival.changes import change_map, replaced_face_boxes
+    from oldphoto.archival.provenance import write_sidecar
+
+    after = job.read_original(job.input("final")).rgb
+    before = job.read_original(job.input("original")).rgb
+    height, width = after.shape[:2]
+    if before.shape[:2] != (height, width):  # final_size: official
+        before = cv2.resize(before, (width, height), interpolation=cv2.INTER_AREA)
+    mask = stages.read_mask(job.input("mask")) if "mask" in job.inputs else None
+    record = stages.read_record(stages.record_path(job.input("faces")))
+    preview, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
+    report.write_jpeg(job.output("changes"), report.fit_width(preview, int(job.params["width"])))
+    with open(job.input("derivation"), encoding="utf-8") as handle:
+        derivation = json.load(handle)
+    provenance = dict(derivation["record"], changes=stats)
+    write_sidecar(job.output("sidecar"), provenance,
+                  timings=report.stage_timings(job.params["benchmarks"], job.image),
+                  output=derivation["output"])
+    job.log(f"changed {100 * stats['changed_fraction']:.1f}% of the photo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,8 +234,8 @@ def make_preview(job: "Job") -> None:
     kind = job.params["kind"]
     width = int(job.params["width"])
     if kind == "before_after":
-        before = job.read_photo(job.input("before")).rgb
-        after = job.read_photo(job.input("after")).rgb
+        before = job.read_original(job.input("before")).rgb
+        after = job.read_original(job.input("after")).rgb
         image = report.side_by_side(before, after, max_width=width)
     elif kind == "scratches":
         photo = job.read_photo(job.input("image")).rgb
@@ -229,6 +279,7 @@ TASKS: dict[str, Callable[["Job"], None]] = {
     "enhance_face": enhance_face,
     "enhance_faces": enhance_faces,
     "blend_faces": blend_faces,
+    "make_change_map": make_change_map,
     "make_preview": make_preview,
     "prepare_checkpoint": prepare_checkpoint,
     "download_checkpoints": download_checkpoints,

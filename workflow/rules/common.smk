@@ -17,7 +17,7 @@ if SRC not in sys.path:
 
 from oldphoto import dag  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
-from oldphoto.layout import Layout  # noqa: E402
+from oldphoto.layout import Layout, final_extension  # noqa: E402
 from oldphoto.mode import Mode  # noqa: E402
 
 # `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
@@ -44,6 +44,9 @@ except OldPhotoError as err:
     raise WorkflowError(err.one_line())
 
 IMAGES = sorted(INPUTS.images)
+# The extension of each photo's final output (output_format; `same` follows the input's).
+FINAL_EXT = {image: final_extension(config["output_format"], path)
+             for image, path in INPUTS.images.items()}
 PER_FACE = config["face_jobs"] == "per_face"
 
 # Scheduling settings reach the jobs through their environment, never through params.
@@ -187,8 +190,34 @@ def get_enhanced_faces(wildcards):
     return [L.enhanced_face(wildcards.image, k) for k in range(1, count + 1)]
 
 
+def final_of(image):
+    """The final output of one photo: final_output/<photo>.<png|tif|jpg>."""
+    return L.final(image, FINAL_EXT[image])
+
+
+def stems_with_final_ext(ext):
+    """Wildcard constraint: the photos whose final output has extension ``ext``."""
+    return dag.stems_regex(image for image in IMAGES if FINAL_EXT[image] == ext)
+
+
+def get_final(wildcards):
+    return final_of(wildcards.image)
+
+
+def get_checkpoint_records(wildcards):
+    """The cache records (sha256 of each official checkpoint) of the networks this photo's mode
+    uses, for its provenance; none for the classical backend."""
+    mode = mode_of(wildcards.image)
+    names = []
+    if BACKEND["global"] == "pretrained":
+        names += (["detection"] if mode.with_scratch else []) + list(mode.stage1_networks)
+    if BACKEND["face"] == "pretrained":
+        names.append(mode.face_network)
+    return [cached_checkpoint(name) + ".json" for name in names]
+
+
 def get_final_output():
-    return [L.final(image) for image in IMAGES] + get_report_previews(IMAGES)
+    return [final_of(image) for image in IMAGES] + get_report_previews(IMAGES)
 
 
 def network_resources(mem_mb):
@@ -201,6 +230,8 @@ def network_resources(mem_mb):
 from oldphoto import report as report_lib  # noqa: E402
 
 PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
+# Change maps keep more detail than previews: a one-pixel scratch must stay visible.
+CHANGE_MAP_WIDTH = 2 * PREVIEW_WIDTH
 
 
 def face_preview_of(image):
@@ -215,10 +246,18 @@ def face_preview_of(image):
     return _face_preview
 
 
+def get_change_map_inputs(wildcards):
+    """The scratch mask of a photo restored in scratch mode (the change map outlines it)."""
+    if mode_of(wildcards.image).with_scratch:
+        return {"mask": L.scratch_mask(wildcards.image)}
+    return {}
+
+
 def get_report_previews(images):
-    """What every run makes for the report: per photo a before/after preview, the scratch mask
-    over the photo (scratch mode), and the face strip."""
+    """What every run makes for the report: per photo a before/after preview, the change map
+    (with the sidecar), the scratch mask over the photo (scratch mode), and the face strip."""
     previews = [L.preview("before-after", image) for image in images]
+    previews += [L.preview("changes", image) for image in images]
     previews += [L.preview("scratches", image) for image in images if mode_of(image).with_scratch]
     return previews + [face_preview_of(image) for image in images]
 
@@ -227,9 +266,10 @@ def get_finished_report_items(wildcards):
     """What the report can show: for every photo with a final output, the final output and
     whichever of its previews exist (files are checked when the report's DAG is built)."""
     items = []
-    for image in report_lib.finished_photos(INPUTS.images, L.final_dir):
-        items.append(L.final(image))
-        previews = [L.preview("before-after", image), L.preview("scratches", image)]
+    for image in report_lib.finished_photos(INPUTS.images, L.final_dir, FINAL_EXT):
+        items.append(final_of(image))
+        previews = [L.preview("before-after", image), L.preview("changes", image),
+                    L.preview("scratches", image)]
         if report_lib.has_faces(L.faces_record(image)):
             previews.append(L.preview("faces", image))
         items += [preview for preview in previews if Path(preview).is_file()]

@@ -21,7 +21,7 @@ report_lib.register_thumbnail_directive()
 rule make_preview:
     input:
         before=get_input_image,
-        after=L.final("{image}"),
+        after=get_final,
     output:
         preview=report(
             L.preview("before-after", "{image}"),
@@ -78,6 +78,41 @@ rule make_scratch_preview:
         "../../envs/oldphoto.yaml"
     shell:
         job_shell("make_preview", "kind", "width", rule="make_scratch_preview")
+
+
+rule make_change_map:
+    input:
+        unpack(get_change_map_inputs),
+        original=get_input_image,
+        final=get_final,
+        faces=get_stage2,
+        derivation=L.derivation("{image}"),
+    output:
+        changes=report(
+            L.preview("changes", "{image}"),
+            caption="../report/changes.rst",
+            category="Changes",
+            labels={"photo": "{image}"},
+        ),
+        sidecar=L.sidecar("{image}"),
+    log:
+        L.log("make_change_map", "{image}"),
+    benchmark:
+        L.benchmark("make_change_map", "{image}")
+    params:
+        files=job_files,
+        width=CHANGE_MAP_WIDTH,
+        benchmarks=L.benchmarks_dir,
+        title=lambda wc: report_lib.rst_text(wc.image),
+        backend=get_backend_label,
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=5,
+    conda:
+        "../../envs/oldphoto.yaml"
+    shell:
+        job_shell("make_change_map", "width", "benchmarks")
 
 
 rule make_face_preview:

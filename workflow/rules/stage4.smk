@@ -1,5 +1,10 @@
 # Stage 4: warp every enhanced face back with the stage-2 matrices, histogram-match it to the
-# original crop and blend it in.  Photos without faces pass through.
+# original crop and blend it in (photos without faces pass through), then write the final output
+# as an archival derivative of the input: its format (output_format), 16-bit when the input is,
+# the input's ICC profile, resolution, EXIF/IPTC/XMP and the provenance XMP (docs/archival.md).
+# The final output's extension follows output_format per photo (common.smk: final_of): one rule
+# per extension, each constrained to the photos with that extension (so every file has one
+# producer), all sharing this rule's log and benchmark names.
 
 
 rule blend_faces:
@@ -8,13 +13,15 @@ rule blend_faces:
         faces=get_stage2,
         enhanced=get_enhanced_faces,
         original=get_input_image,
+        checkpoint_records=get_checkpoint_records,
     output:
         final=report(
-            L.final("{image}"),
+            L.final("{image}", "png"),
             caption="../report/final.rst",
             category="Restored photos",
             labels={"photo": "{image}"},
         ),
+        derivation=L.derivation("{image}"),
     log:
         L.log("blend_faces", "{image}"),
     benchmark:
@@ -24,6 +31,18 @@ rule blend_faces:
         backend=get_backend_label,
         blending=photo_setting("face_blending"),
         final_size=config["final_size"],
+        # What shaped the photo upstream too: it goes into the provenance (upstream reruns
+        # anyway when one of these changes, so they cost no extra rerun here).
+        mode=get_mode,
+        test_mode=get_test_mode,
+        stretch=get_stretch,
+        face_network=get_face_network,
+        output_format=config["output_format"],
+        tone=config["tone"],
+        jpeg_quality=config["jpeg_quality"],
+        carry_metadata=config["carry_metadata"],
+    wildcard_constraints:
+        image=stems_with_final_ext("png"),
     threads: 1
     resources:
         mem_mb=1500,
@@ -31,4 +50,32 @@ rule blend_faces:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("blend_faces", "backend", "blending", "final_size")
+        job_shell("blend_faces", "backend", "blending", "final_size", "mode", "test_mode",
+                  "stretch", "face_network", "output_format", "tone", "jpeg_quality",
+                  "carry_metadata")
+
+
+use rule blend_faces as blend_faces_tif with:
+    wildcard_constraints:
+        image=stems_with_final_ext("tif"),
+    output:
+        final=report(
+            L.final("{image}", "tif"),
+            caption="../report/final.rst",
+            category="Restored photos",
+            labels={"photo": "{image}"},
+        ),
+        derivation=L.derivation("{image}"),
+
+
+use rule blend_faces as blend_faces_jpg with:
+    wildcard_constraints:
+        image=stems_with_final_ext("jpg"),
+    output:
+        final=report(
+            L.final("{image}", "jpg"),
+            caption="../report/final.rst",
+            category="Restored photos",
+            labels={"photo": "{image}"},
+        ),
+        derivation=L.derivation("{image}"),

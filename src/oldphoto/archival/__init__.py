@@ -13,22 +13,37 @@ One concern per module:
   the JSON sidecar.
 * :mod:`~oldphoto.archival.changes` — :func:`change_map`.
 * :mod:`~oldphoto.archival.tone` — ``tone: keep`` for greyscale and toned prints.
+* :mod:`~oldphoto.archival.formats` — output formats and extensions (standard library only).
+* :mod:`~oldphoto.archival.final` — the final-output job: all of the above for one photo.
 
-Only these modules import heavy libraries, inside the functions that need them.
+Names are imported on first use (PEP 562), so ``oldphoto.archival.formats`` stays importable
+where numpy is not wanted (building the workflow's DAG).
 """
 
-from oldphoto.archival.changes import change_map
-from oldphoto.archival.colour import from_working_srgb, render_srgb, to_working_srgb
-from oldphoto.archival.depth import final_16bit, level_count
-from oldphoto.archival.derivative import output_format_for, write_derivative
-from oldphoto.archival.master import Master, read_master, read_master_pixels16, sha256_file
-from oldphoto.archival.provenance import (digital_source_type, provenance_record,
-                                          provenance_xmp, write_sidecar)
-from oldphoto.archival.tone import apply_tone_keep, is_monochrome
+from __future__ import annotations
 
-__all__ = [
-    "Master", "apply_tone_keep", "change_map", "digital_source_type", "final_16bit",
-    "from_working_srgb", "is_monochrome", "level_count", "output_format_for",
-    "provenance_record", "provenance_xmp", "read_master", "read_master_pixels16",
-    "render_srgb", "sha256_file", "to_working_srgb", "write_derivative", "write_sidecar",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "change_map": "changes", "replaced_face_boxes": "changes",
+    "from_working_srgb": "colour", "render_srgb": "colour", "to_working_srgb": "colour",
+    "final_16bit": "depth", "level_count": "depth",
+    "write_derivative": "derivative",
+    "output_format_for": "formats", "output_format_for_file": "formats",
+    "Master": "master", "read_master": "master", "read_master_pixels16": "master",
+    "sha256_file": "master",
+    "digital_source_type": "provenance", "provenance_record": "provenance",
+    "provenance_xmp": "provenance", "write_sidecar": "provenance",
+    "apply_tone_keep": "tone", "is_monochrome": "tone",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'oldphoto.archival' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"oldphoto.archival.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

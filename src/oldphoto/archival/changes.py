@@ -8,7 +8,7 @@ dimmed grey copy of the result, and returns the amounts.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -102,3 +102,30 @@ def change_map(before_rgb: np.ndarray, after_rgb: np.ndarray,
         "threshold": int(threshold),
     }
     return preview, stats
+
+
+def replaced_face_boxes(record: Mapping[str, Any],
+                        size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+    """The regions the blended faces replaced, as (x0, y0, x1, y1) boxes in a ``size`` (w, h) image.
+
+    Each face of the stage-2 record (``faces.json``) is pasted back through its ``inverse``
+    affine matrix (aligned face -> photo); its box is the bounding box of the warped
+    ``face_size``-square, clipped to the photo, then scaled from the record's photo size
+    (``record["image"]``) to ``size`` (the final output may have another size).
+    """
+    faces = record.get("faces") or []
+    if not faces:
+        return []
+    side = float(record["face_size"])
+    source_w, source_h = float(record["image"]["width"]), float(record["image"]["height"])
+    scale_x, scale_y = size[0] / source_w, size[1] / source_h
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64)
+    boxes = []
+    for face in faces:
+        inverse = np.asarray(face["inverse"], dtype=np.float64)[:2]
+        points = corners @ inverse.T
+        x0, y0 = np.clip(points.min(axis=0), 0, [source_w, source_h])
+        x1, y1 = np.clip(points.max(axis=0), 0, [source_w, source_h])
+        boxes.append((float(x0 * scale_x), float(y0 * scale_y), float(x1 * scale_x),
+                      float(y1 * scale_y)))
+    return boxes

@@ -23,34 +23,18 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from oldphoto.archival.depth import to_uint16, to_uint8
+from oldphoto.archival.formats import EXTENSIONS, Format, output_format_for  # noqa: F401
 from oldphoto.archival.master import Master, run_exiftool
 from oldphoto.archival.provenance import provenance_xmp, software_agent
-
-Format = Literal["png", "tiff", "jpeg"]
-
-EXTENSIONS: dict[str, str] = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
-"""File extension per output format."""
-
-MASTER_FORMATS: dict[str, str] = {"PNG": "png", "TIFF": "tiff", "JPEG": "jpeg", "MPO": "jpeg"}
-"""PIL format of a master -> output format for ``output_format: same`` (others give png)."""
 
 _OVERRIDDEN = ("IFD0:Orientation", "IFD0:XResolution", "IFD0:YResolution",
                "IFD0:ResolutionUnit", "IFD0:Software", "XMP-tiff:Orientation",
                "XMP-tiff:XResolution", "XMP-tiff:YResolution", "XMP-tiff:ResolutionUnit")
-
-
-def output_format_for(setting: str, master_format: str) -> Format:
-    """The format for a config ``output_format`` (``png|tiff|jpeg|same``) and a master's format."""
-    if setting == "same":
-        return MASTER_FORMATS.get(master_format.upper(), "png")  # type: ignore[return-value]
-    if setting not in EXTENSIONS:
-        raise ValueError(f"output_format must be png, tiff, jpeg or same, got {setting!r}")
-    return setting  # type: ignore[return-value]
 
 
 def _samples(pixels: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
@@ -75,6 +59,26 @@ def _encode_png(samples: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("OpenCV could not encode the PNG")
     return encoded.tobytes()
+
+
+def _png_text_chunks(encoded: bytes, text: Mapping[str, str]) -> bytes:
+    """``encoded`` (a PNG) with one iTXt chunk (UTF-8, uncompressed) per ``text`` entry, placed
+    right after IHDR; Pillow reads them as ``Image.text``."""
+    import struct
+    import zlib
+
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then the IHDR chunk (always 13 data bytes)
+    if encoded[:8] != b"\x89PNG\r\n\x1a\n" or encoded[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream")
+    chunks = []
+    for key, value in text.items():
+        keyword = str(key).encode("latin-1")
+        if not 1 <= len(keyword) <= 79:
+            raise ValueError(f"PNG text keyword must have 1..79 characters, got {key!r}")
+        body = keyword + b"\x00\x00\x00\x00\x00" + str(value).encode("utf-8")
+        chunks.append(struct.pack(">I", len(body)) + b"iTXt" + body
+                      + struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF))
+    return encoded[:ihdr_end] + b"".join(chunks) + encoded[ihdr_end:]
 
 
 def _encode_tiff(samples: np.ndarray, dpi: tuple[float, float] | None,
@@ -146,10 +150,25 @@ def _icc_for_output(master: Master | None) -> bytes | None:
     return master.icc_profile if profile_colour_space(master.icc_profile) == "RGB" else None
 
 
+def _write_tags(target: Path, tags: Mapping[str, Any], png_icc: bytes | None,
+                name: str | Path) -> None:
+    """exiftool writes ``tags`` (and, for a PNG, the ICC profile) into ``target`` in place."""
+    with tempfile.TemporaryDirectory(prefix="oldphoto-meta-") as scratch:
+        tags_file = Path(scratch) / "tags.json"
+        tags_file.write_text(json.dumps([dict(tags)], ensure_ascii=False), encoding="utf-8")
+        args = ["-overwrite_original", "-n", "-struct", "-m", f"-j={tags_file}"]
+        if png_icc is not None:
+            icc_file = Path(scratch) / "profile.icc"
+            icc_file.write_bytes(png_icc)
+            args.append(f"-ICC_Profile<={icc_file}")
+        run_exiftool([*args, str(target)], name)
+
+
 def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits: int = 8,
                      alpha: np.ndarray | None = None, master: Master | None = None,
                      provenance: Mapping[str, Any] | None = None, jpeg_quality: int = 95,
-                     dpi: tuple[float, float] | None = None) -> None:
+                     dpi: tuple[float, float] | None = None,
+                     text: Mapping[str, str] | None = None) -> None:
     """Write a derivative with the master's metadata and the provenance, atomically.
 
     Args:
@@ -164,6 +183,11 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
         provenance: :func:`oldphoto.archival.provenance.provenance_record`, or None.
         jpeg_quality: 1..100.
         dpi: resolution to state; default the master's.
+        text: PNG only: key -> value written as iTXt chunks (e.g. ``oldphoto:backend``).
+
+    With neither ``master`` nor ``provenance`` the file is plain: the encoded pixels (TIFF and
+    JPEG with ``dpi`` when given) and ``text``, without EXIF, IPTC or XMP, and exiftool is not
+    run.
 
     Raises:
         BadImageError: exiftool failed on the derivative (naming ``path``).
@@ -183,12 +207,15 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
     samples = _samples(pixels, alpha, bits)
     if fmt == "png":
         encoded = _encode_png(samples)
+        if text:
+            encoded = _png_text_chunks(encoded, text)
     elif fmt == "tiff":
         encoded = _encode_tiff(samples, dpi, icc)
     else:
         encoded = _encode_jpeg(samples, jpeg_quality, dpi, icc)
     height, width = samples.shape[:2]
-    tags = derivative_tags(master, provenance, dpi, fmt, (width, height))
+    plain = master is None and provenance is None
+    tags = None if plain else derivative_tags(master, provenance, dpi, fmt, (width, height))
 
     from oldphoto.atomic import TEMP_PREFIX, fsync_dir
 
@@ -201,15 +228,8 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:
             handle.write(encoded)
-        with tempfile.TemporaryDirectory(prefix="oldphoto-meta-") as scratch:
-            tags_file = Path(scratch) / "tags.json"
-            tags_file.write_text(json.dumps([tags], ensure_ascii=False), encoding="utf-8")
-            args = ["-overwrite_original", "-n", "-struct", "-m", f"-j={tags_file}"]
-            if icc is not None and fmt == "png":
-                icc_file = Path(scratch) / "profile.icc"
-                icc_file.write_bytes(icc)
-                args.append(f"-ICC_Profile<={icc_file}")
-            run_exiftool([*args, str(tmp)], path)
+        if tags is not None:
+            _write_tags(tmp, tags, icc if fmt == "png" else None, path)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

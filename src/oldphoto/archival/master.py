@@ -178,8 +178,29 @@ def _dpi(im) -> tuple[float, float] | None:
     return (round(x, 2), round(y, 2)) if x > 0 and y > 0 else None
 
 
-def read_master(path: str | Path) -> Master:
+def read_icc_profile(path: str | Path) -> bytes | None:
+    """The ICC profile embedded in ``path`` (PNG iCCP, TIFF tag 34675, JPEG APP2), or None.
+
+    Reads the file's header only (read-only); the pixels are not decoded.
+
+    Raises:
+        BadImageError: the file cannot be read or identified.
+    """
+    from PIL import Image
+
+    from oldphoto.decode import DecodingErrors as _Decoding
+
+    with _Decoding(Path(path), "not a readable image", None), open(path, "rb") as handle, \
+            warnings.catch_warnings(), Image.open(handle) as im:
+        warnings.simplefilter("ignore", UserWarning)
+        return im.info.get("icc_profile") or None
+
+
+def read_master(path: str | Path, *, metadata: bool = True) -> Master:
     """Read everything a derivative carries over from the master ``path`` (read-only).
+
+    ``metadata=False`` skips exiftool (``xmp``, ``iptc`` None, ``tags`` empty): the facts a
+    provenance record needs without the fields a plain output does not carry.
 
     Raises:
         BadImageError: the file cannot be read or identified, or exiftool fails on it.
@@ -208,12 +229,12 @@ def read_master(path: str | Path) -> Master:
         icc = im.info.get("icc_profile") or None
         dpi = _dpi(im)
         exif_block = im.getexif().tobytes() if len(im.getexif()) else None
-    xmp = read_block(path, "XMP")
-    iptc = read_block(path, "IPTC")
+    xmp = read_block(path, "XMP") if metadata else None
+    iptc = read_block(path, "IPTC") if metadata else None
     return Master(path=path, name=path.name, sha256=digest, size_bytes=size, format=fmt,
                   bit_depth=bit_depth, width=width, height=height, orientation=orientation,
                   icc_profile=icc, dpi=dpi, exif=exif_block, iptc=iptc, xmp=xmp,
-                  tags=MappingProxyType(read_tags(path)))
+                  tags=MappingProxyType(read_tags(path) if metadata else {}))
 
 
 def read_master_pixels16(path: str | Path) -> np.ndarray:

@@ -122,18 +122,17 @@ def provenance_xmp(record: Mapping[str, Any],
     """The XMP provenance fields of ``record`` as exiftool ``-G1 -struct`` JSON values.
 
     ``master_tags`` (:attr:`Master.tags`) supplies an existing ``XMP-xmpMM:History``, which
-    is kept and extended by this derivation's event.
+    is kept and extended by this derivation's event.  The event's ``When`` is the record's
+    ``created``; a record with ``created`` None gives an event without one.
     """
     agent = f"{record['software']['name']} {record['software']['version']}"
     previous = copy.deepcopy((master_tags or {}).get("XMP-xmpMM:History") or [])
     if isinstance(previous, dict):
         previous = [previous]
-    event = {
-        "Action": "derived",
-        "When": _when_xmp(record["created"]),
-        "SoftwareAgent": agent,
-        "Parameters": history_parameters(record),
-    }
+    event = {"Action": "derived"}
+    if record.get("created"):  # optional in stEvt; None keeps a derivative's bytes reproducible
+        event["When"] = _when_xmp(record["created"])
+    event.update({"SoftwareAgent": agent, "Parameters": history_parameters(record)})
     return {
         "XMP-iptcExt:DigitalSourceType": record["digital_source_type"],
         "XMP-xmpMM:DerivedFrom": {
