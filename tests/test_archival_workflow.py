@@ -262,7 +262,7 @@ def test_sidecar_holds_provenance_changes_and_timings(masters, classical):
         settings = sidecar["settings"]
         assert settings["mode"] == "scratch" and settings["output_format"] == "png"
         assert settings["tone"] == "official" and settings["blending"] == "official"
-        for rule in ("detect_scratches", "restore_global", "detect_faces", "enhance_faces",
+        for rule in ("detect_scratches", "restore_global", "detect_and_enhance_faces",
                      "blend_faces"):
             assert sidecar["timings_s"][rule] > 0, (name, rule)
         assert sidecar["output"]["file"] == f"{stem(name)}.png"

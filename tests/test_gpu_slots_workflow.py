@@ -47,7 +47,7 @@ def test_two_gpu_slots_shared_by_network_jobs(tmp_path):
     n_photos = 4
     assert sum(key.startswith("restore_global/") for key in slots_in_logs) == n_photos
     assert len(slots_in_logs) > n_photos  # enhance_face jobs too
-    for rule in ("detect_faces", "blend_faces"):
+    for rule in ("blend_faces",):
         for log in (logs / rule).glob("*.log"):
             assert "device:" not in log.read_text(), log
 

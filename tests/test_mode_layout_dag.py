@@ -57,7 +57,8 @@ def test_layout_is_the_official_layout():
     assert layout.enhanced_face("a", 2) == "out/stage_3_face_output/each_img/a_2.png"
     assert layout.enhanced_dir("a") == "out/stage_3_face_output/by_photo/a"
     assert layout.final("a") == "out/final_output/a.png"
-    assert layout.preview("faces", "a") == "out/report/faces/a.faces.jpg"
+    assert layout.preview("faces", "a") == "out/report/faces/a/a.faces.jpg"
+    assert layout.face_strip_dir("a") == "out/report/faces/a"
     assert layout.summary == "out/run_summary.json"
 
 

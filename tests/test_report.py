@@ -348,8 +348,8 @@ def test_report_items_cover_every_finished_photo(reported_run):
     caption = results[paths["Run summary"][0]]["caption"]
     assert "3 photo(s) restored" in caption and "1 failed" in caption
     assert "broken" in caption and "bad image" in caption
-    for rule in ("detect_scratches", "restore_global", "detect_faces", "blend_faces",
-                 "make_preview"):
+    for rule in ("detect_scratches", "restore_global", "detect_and_enhance_faces",
+                 "blend_faces"):
         assert f"<tt class=\"docutils literal\">{rule}</tt>" in caption, rule
 
 

@@ -95,7 +95,7 @@ def test_two_hundred_photos_in_one_array_of_shards(cluster, tmp_path):
     assert states.pop(failed_shards[0]) == "FAILED"
     assert set(states.values()) == {"COMPLETED"}, states
     # each task ran its shard with warm workers: dlib's models were loaded once per worker
-    logs = [p.read_text() for p in (slurm_out / "logs" / "detect_faces").glob("*.log")]
+    logs = [p.read_text() for p in (slurm_out / "logs" / "detect_and_enhance_faces").glob("*.log")]
     warm = sum("face models already loaded" in text for text in logs)
     assert warm >= N_PHOTOS - 2 * shards, (warm, len(logs))
 

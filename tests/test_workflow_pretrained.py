@@ -131,7 +131,7 @@ def test_face_jobs_per_image_equals_per_face_with_one_model_load(tmp_path, recip
             faces = [out / f"stage_3_face_output/each_img/pair_{k}.png" for k in (1, 2)]
         else:
             faces = [out / f"stage_3_face_output/by_photo/pair/pair_{k}.png" for k in (1, 2)]
-            log = (out / "logs/enhance_faces/pair.log").read_text()
+            log = (out / "logs/detect_and_enhance_faces/pair.log").read_text()
             assert log.count("loaded Setting_9_epoch_100") == 1, log
             assert "enhanced pair_1.png" in log and "enhanced pair_2.png" in log
             assert not (out / "logs/enhance_face").exists()

@@ -7,6 +7,8 @@ here reads image files, and the input functions built on it read no files at all
 
 from __future__ import annotations
 
+import inspect
+
 import hashlib
 import json
 import os
@@ -14,7 +16,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from oldphoto.errors import CheckpointError, ConfigError
 from oldphoto.mode import Mode
@@ -373,3 +375,12 @@ def landmarks_path(config: Mapping[str, Any]) -> str:
 def face_count(record_path: str | Path) -> int:
     with open(record_path, encoding="utf-8") as handle:
         return len(json.load(handle)["faces"])
+
+
+def keep_signature(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``function`` its signature once (``__signature__``, which :func:`inspect.signature`
+    returns as it is).  Snakemake inspects the signature of every input and params function again
+    for every job (to know which of wildcards, input, output, threads, ... to pass): about 40 µs
+    each, several per job — at 10,000 photos seconds of the dry run."""
+    function.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    return function

@@ -107,6 +107,10 @@ class Job:
         return value[0] if isinstance(value, list) else value
 
     # -- logging --------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds since this job started (in its worker or process)."""
+        return time.perf_counter() - self._started
+
     def log(self, message: str) -> None:
         line = f"[{time.perf_counter() - self._started:7.2f}s] {message}"
         with self._lock:

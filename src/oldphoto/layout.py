@@ -126,10 +126,16 @@ class Layout:
         return self._path("benchmarks")
 
     def preview(self, kind: str, image: str) -> str:
-        """Report previews: ``before-after``, ``scratches``, ``faces`` or ``changes``."""
-        folder = {"before-after": "previews", "scratches": "masks", "faces": "faces",
-                  "changes": "changes"}[kind]
+        """Report previews: ``before-after``, ``scratches``, ``faces`` or ``changes``.  The face
+        strip lies in a folder of its own (:meth:`face_strip_dir`), empty when the photo has no
+        face, so that the report shows strips of the photos with faces only."""
+        if kind == "faces":
+            return f"{self.face_strip_dir(image)}/{image}.faces.jpg"
+        folder = {"before-after": "previews", "scratches": "masks", "changes": "changes"}[kind]
         return self._path("report", folder, f"{image}.{kind}.jpg")
+
+    def face_strip_dir(self, image: str) -> str:
+        return self._path("report", "faces", image)
 
     @property
     def summary(self) -> str:

@@ -1,7 +1,8 @@
 """What people look at: the scaled previews and tables of ``snakemake --report``.
 
-The image functions are pure (uint8 RGB arrays in, uint8 RGB arrays out); the workflow's
-``make_preview`` script reads the stage files, calls one of them and writes a JPEG with
+The image functions are pure (uint8 RGB arrays in, uint8 RGB arrays out); the jobs that have the
+pictures at hand (``detect_scratches`` for the scratch mask, ``blend_faces`` for the before/after,
+the face strip and the change map: :mod:`oldphoto.tasks`) call them and write JPEGs with
 :func:`write_jpeg`.  The table functions read what a run left behind (``run_summary.json``, the
 benchmark TSVs) and return rows whose text is already escaped for reStructuredText, ready for the
 Jinja templates of ``workflow/report/*.rst``.
@@ -272,7 +273,7 @@ def runtime_table(benchmark_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-STAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "enhance_faces",
+STAGE_RULES = ("detect_scratches", "restore_global", "detect_faces", "detect_and_enhance_faces",
                "enhance_face", "blend_faces")
 """The per-photo rules whose benchmark files :func:`stage_timings` reads, in pipeline order."""
 
@@ -361,19 +362,3 @@ def finished_photos(stems: Iterable[str], final_dir: str | Path,
     extensions = extensions or {}
     return sorted(stem for stem in stems
                   if (folder / f"{stem}.{extensions.get(stem, 'png')}").is_file())
-
-
-def has_faces(record_path: str | Path) -> bool:
-    """Whether stage 2 recorded at least one face for a photo (False when it has not run)."""
-    import json
-
-    try:
-        with open(record_path, encoding="utf-8") as handle:
-            return bool(json.load(handle)["faces"])
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def no_faces_tile(width: int = FACE_TILE) -> np.ndarray:
-    """The face preview of a photo without faces: a small grey tile (the report leaves it out)."""
-    return np.full((width // 4, width, 3), 235, np.uint8)

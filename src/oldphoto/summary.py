@@ -57,8 +57,8 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     return reasons
 
 
-IMAGE_RULES = ("detect_scratches", "triage_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
-               "blend_faces")
+IMAGE_RULES = ("detect_scratches", "triage_scratches", "restore_global", "detect_faces",
+               "detect_and_enhance_faces", "enhance_face", "blend_faces")
 
 
 def unfinished_jobs(log_dir: Path) -> dict[str, list[str]]:

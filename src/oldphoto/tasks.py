@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from oldphoto.jobs import Job
 
 # Tasks that may run a network (they take a device and, on a workstation, a GPU slot).
-NETWORK_TASKS = frozenset({"detect_scratches", "restore_global", "enhance_face", "enhance_faces"})
+NETWORK_TASKS = frozenset({"detect_scratches", "restore_global", "enhance_face",
+                           "detect_and_enhance_faces"})
 
 
 def _mode(job: "Job") -> Mode:
@@ -48,6 +49,12 @@ def detect_scratches(job: "Job") -> None:
     job.write_png(job.output("image"), image)
     job.write_png(job.output("mask"), stages.mask_to_rgb(mask))
     job.log(f"scratch mask covers {100.0 * (mask > 0).mean():.2f}% of the photo")
+    if "preview" in job.outputs:  # the report's view of the mask, made while it is in memory
+        from oldphoto import report
+
+        overlay = report.mask_overlay(image, mask)
+        report.write_jpeg(job.output("preview"),
+                          report.fit_width(overlay, int(job.params["preview_width"])))
 
 
 def triage_scratches(job: "Job") -> None:
@@ -95,9 +102,10 @@ def restore_global(job: "Job") -> None:
 # Stage 2
 
 
-def detect_faces(job: "Job") -> None:
+def _detect_faces_into(job: "Job", folder: Path) -> int:
+    """Stage 2: detect and align the faces of the restored photo into ``folder``
+    (``faces.json`` and ``<image>_<k>.png``); returns how many."""
     from oldphoto import stages
-
     from oldphoto.dag import parse_face_options
 
     photo = job.read_photo(job.input("restored"))
@@ -109,12 +117,17 @@ def detect_faces(job: "Job") -> None:
         models = job.face_models(job.params["landmarks"], options.detector)
         record, faces = stages.detect_and_align_faces(photo.rgb, models,
                                                       int(job.params["face_size"]), options)
-    folder = Path(job.output("faces"))
     folder.mkdir(parents=True, exist_ok=True)
     for index, face in enumerate(faces, start=1):
         job.write_png(folder / f"{job.image}_{index}.png", face)
     stages.write_record(folder / "faces.json", record)
     job.log(f"{len(faces)} face(s) found")
+    return len(faces)
+
+
+def detect_faces(job: "Job") -> None:
+    """Stage 2 alone (``face_jobs: per_face``: the checkpoint before one job per face)."""
+    _detect_faces_into(job, Path(job.output("faces")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,23 +149,23 @@ def enhance_face(job: "Job") -> None:
     job.write_png(job.output("face"), enhanced)
 
 
-def enhance_faces(job: "Job") -> None:
-    """Every aligned face of a photo -> its folder of enhanced faces, one model load."""
+def detect_and_enhance_faces(job: "Job") -> None:
+    """Stages 2 and 3 of one photo in one job (``face_jobs: per_image``, the default): detect and
+    align its faces into the stage-2 folder, then enhance every one of them into the stage-3
+    folder with a single model load."""
     from oldphoto import stages
 
-    record = stages.read_record(Path(job.input("faces")) / "faces.json")
-    count = len(record["faces"])
+    faces = Path(job.output("faces"))
+    count = _detect_faces_into(job, faces)
     generator = _face_generator(job) if count else None
     folder = Path(job.output("enhanced"))
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(1, count + 1):
         name = f"{job.image}_{k}.png"
-        face = job.read_photo(Path(job.input("faces")) / name).rgb
+        face = job.read_photo(faces / name).rgb
         enhanced = stages.enhance_face(face, job.params["backend"], generator, job.device)
         job.write_png(folder / name, enhanced)
         job.log(f"enhanced {name}")
-    if not count:
-        job.log("no faces")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +173,9 @@ def enhance_faces(job: "Job") -> None:
 
 
 def blend_faces(job: "Job") -> None:
-    """Blend the faces in and write the final output as an archival derivative of the input
-    (``oldphoto.archival.final``) and what it recorded, for the sidecar."""
+    """Stage 4: blend the faces in and write the final output as an archival derivative of the
+    input (``oldphoto.archival.final``); then, from the files just written, the photo's views
+    for the report (before/after, face strip, change map) and its sidecar."""
     from oldphoto import stages
     from oldphoto.archival import final as archival
     from oldphoto.archival.tone import apply_tone_keep
@@ -185,7 +199,7 @@ def blend_faces(job: "Job") -> None:
         backend=archival.provenance_backend(job.params["backend"], faces),
         checkpoints=archival.checkpoint_sha256s(job.inputs_list("checkpoint_records"),
                                                 job.params["face_network"], faces),
-        settings={k: v for k, v in sorted(job.params.items()) if k != "backend"},
+        settings={k: v for k, v in sorted(job.params.items()) if k in SHAPING_PARAMS},
         carry_metadata=job.params["carry_metadata"] in (True, "True", "true"),
         jpeg_quality=int(job.params["jpeg_quality"]), text=job.metadata(),
     )
@@ -193,64 +207,55 @@ def blend_faces(job: "Job") -> None:
     output = derivation["output"]
     job.log(f"wrote {output['file']}: {output['format']} {output['bits']}-bit, "
             f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}")
+    if "before_after" in job.outputs:
+        _write_views(job, record, derivation)
 
 
-def make_change_map(job: "Job") -> None:
-    """The change map of a photo (original vs final output, scratches, replaced faces) and its
-    sidecar: the final output's provenance record, the change statistics, the stage timings."""
-    import json
+# What shaped a final output, recorded in its provenance (the other params only name report
+# views: they change no pixel of the final output).
+SHAPING_PARAMS = frozenset({"blending", "final_size", "mode", "test_mode", "stretch",
+                            "face_network", "output_format", "tone", "jpeg_quality",
+                            "carry_metadata"})
 
+
+def _write_views(job: "Job", record: dict, derivation: dict) -> None:
+    """The report's views of one finished photo, read back from the files as written: the
+    before/after preview, the face strip, the change map and the sidecar (the final output's
+    provenance, the change statistics and the stage timings)."""
     import cv2
 
     from oldphoto import report, stages
     from oldphoto.archival.changes import change_map, replaced_face_boxes
     from oldphoto.archival.provenance import write_sidecar
 
-    after = job.read_original(job.input("final")).rgb
+    preview_width = int(job.params["preview_width"])
     before = job.read_original(job.input("original")).rgb
+    after = job.read_original(job.output("final")).rgb
+    report.write_jpeg(job.output("before_after"),
+                      report.side_by_side(before, after, max_width=preview_width))
+
+    enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
+    folder = Path(stages.record_path(job.input("faces"))).parent
+    pairs = [(job.read_photo(folder / f"{job.image}_{k}.png").rgb, enhanced[k])
+             for k in sorted(enhanced)]
+    Path(job.output("face_strip")).mkdir(parents=True, exist_ok=True)
+    if pairs:  # the folder stays empty without faces
+        report.write_jpeg(Path(job.output("face_strip")) / f"{job.image}.faces.jpg",
+                          report.fit_width(report.face_strip(pairs), preview_width))
+
     height, width = after.shape[:2]
     if before.shape[:2] != (height, width):  # final_size: official
         before = cv2.resize(before, (width, height), interpolation=cv2.INTER_AREA)
     mask = stages.read_mask(job.input("mask")) if "mask" in job.inputs else None
-    record = stages.read_record(stages.record_path(job.input("faces")))
-    preview, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
-    report.write_jpeg(job.output("changes"), report.fit_width(preview, int(job.params["width"])))
-    with open(job.input("derivation"), encoding="utf-8") as handle:
-        derivation = json.load(handle)
+    changes, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
+    report.write_jpeg(job.output("changes"),
+                      report.fit_width(changes, int(job.params["change_map_width"])))
     provenance = dict(derivation["record"], changes=stats)
-    write_sidecar(job.output("sidecar"), provenance,
-                  timings=report.stage_timings(job.params["benchmarks"], job.image),
+    timings = report.stage_timings(job.params["benchmarks"], job.image)
+    timings[job.rule] = round(job.elapsed(), 3)  # this job: its own clock (no benchmark yet)
+    write_sidecar(job.output("sidecar"), provenance, timings=timings,
                   output=derivation["output"])
     job.log(f"changed {100 * stats['changed_fraction']:.1f}% of the photo")
-
-
-# ---------------------------------------------------------------------------------------------
-# Report previews
-
-
-def make_preview(job: "Job") -> None:
-    from oldphoto import report, stages
-
-    kind = job.params["kind"]
-    width = int(job.params["width"])
-    if kind == "before_after":
-        before = job.read_original(job.input("before")).rgb
-        after = job.read_original(job.input("after")).rgb
-        image = report.side_by_side(before, after, max_width=width)
-    elif kind == "scratches":
-        photo = job.read_photo(job.input("image")).rgb
-        image = report.fit_width(report.mask_overlay(photo, stages.read_mask(job.input("mask"))),
-                                 width)
-    elif kind == "faces":
-        enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
-        folder = Path(stages.record_path(job.input("faces"))).parent
-        pairs = [(job.read_photo(folder / f"{job.image}_{k}.png").rgb, enhanced[k])
-                 for k in sorted(enhanced)]
-        image = report.fit_width(report.face_strip(pairs), width) if pairs else \
-            report.no_faces_tile()
-    else:
-        raise ValueError(f"unknown preview kind {kind!r}")
-    report.write_jpeg(job.output("preview"), image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +282,8 @@ TASKS: dict[str, Callable[["Job"], None]] = {
     "restore_global": restore_global,
     "detect_faces": detect_faces,
     "enhance_face": enhance_face,
-    "enhance_faces": enhance_faces,
+    "detect_and_enhance_faces": detect_and_enhance_faces,
     "blend_faces": blend_faces,
-    "make_change_map": make_change_map,
-    "make_preview": make_preview,
     "prepare_checkpoint": prepare_checkpoint,
     "download_checkpoints": download_checkpoints,
 }

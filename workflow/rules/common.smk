@@ -80,7 +80,7 @@ def mode_of(image):
 
 def photo_setting(key):
     """Input/params function: one of a photo's effective settings (sheet row, else config)."""
-    return lambda wildcards: SETTINGS[wildcards.image][key]
+    return dag.keep_signature(lambda wildcards: SETTINGS[wildcards.image][key])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ def get_test_mode(wildcards):
     return config["test_mode"] if quality and BACKEND["global"] == "pretrained" else "-"
 
 
-def get_stretch(wildcards):
-    return config["stage1_stretch"] if BACKEND["global"] == "pretrained" else "-"
+# The same for every photo of a run: plain values, no input function to evaluate per job.
+STRETCH = config["stage1_stretch"] if BACKEND["global"] == "pretrained" else "-"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +217,8 @@ def get_checkpoint_records(wildcards):
 
 
 def get_final_output():
-    return [final_of(image) for image in IMAGES] + get_report_previews(IMAGES)
+    """What a run makes: every photo's final output (its job writes the report views too)."""
+    return [final_of(image) for image in IMAGES]
 
 
 def network_resources(mem_mb):
@@ -225,7 +226,7 @@ def network_resources(mem_mb):
 
 
 # ---------------------------------------------------------------------------------------------
-# Report previews (workflow/rules/report.smk)
+# Report views (made by detect_scratches and blend_faces; collected by report.smk)
 
 from oldphoto import report as report_lib  # noqa: E402
 
@@ -234,50 +235,55 @@ PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
 CHANGE_MAP_WIDTH = 2 * PREVIEW_WIDTH
 
 
-def face_preview_of(image):
-    """The face strip of ``image``: always (one job per photo), or per face once stage 2 found
-    faces."""
-
-    def _face_preview(wildcards):
-        if PER_FACE and not dag.face_count(face_record(image)):
-            return []
-        return [L.preview("faces", image)]
-
-    return _face_preview
+def get_title(wildcards):
+    """A photo's name as reStructuredText (the report captions)."""
+    return report_lib.rst_text(wildcards.image)
 
 
 def get_change_map_inputs(wildcards):
-    """The scratch mask of a photo restored in scratch mode (the change map outlines it)."""
+    """Stage 4 of a photo restored in scratch mode reads its scratch mask: the change map
+    outlines the filled scratches."""
     if mode_of(wildcards.image).with_scratch:
         return {"mask": L.scratch_mask(wildcards.image)}
     return {}
 
 
-def get_report_previews(images):
-    """What every run makes for the report: per photo a before/after preview, the change map
-    (with the sidecar), the scratch mask over the photo (scratch mode), and the face strip."""
-    previews = [L.preview("before-after", image) for image in images]
-    previews += [L.preview("changes", image) for image in images]
-    previews += [L.preview("scratches", image) for image in images if mode_of(image).with_scratch]
-    return previews + [face_preview_of(image) for image in images]
+def stage4_outputs(ext):
+    """The outputs of stage 4 for photos whose final output has extension ``ext``: the final
+    output and its derivation record, the report's views and the provenance sidecar."""
+    return {
+        "final": report(L.final("{image}", ext), caption="../report/final.rst",
+                        category="Restored photos", labels={"photo": "{image}"}),
+        "derivation": L.derivation("{image}"),
+        "before_after": report(L.preview("before-after", "{image}"),
+                               caption="../report/preview.rst", category="Gallery",
+                               labels={"photo": "{image}"}),
+        # a folder: the strip only when the photo has faces (the report shows those only)
+        "face_strip": report(directory(L.face_strip_dir("{image}")),
+                             patterns=["{image}.faces.jpg"], caption="../report/faces.rst",
+                             category="Faces", labels={"photo": "{image}"}),
+        "changes": report(L.preview("changes", "{image}"), caption="../report/changes.rst",
+                          category="Changes", labels={"photo": "{image}"}),
+        "sidecar": L.sidecar("{image}"),
+    }
 
 
 def get_finished_report_items(wildcards):
-    """What the report can show: for every photo with a final output, the final output and
-    whichever of its previews exist (files are checked when the report's DAG is built)."""
-    items = []
-    for image in report_lib.finished_photos(INPUTS.images, L.final_dir, FINAL_EXT):
-        items.append(final_of(image))
-        previews = [L.preview("before-after", image), L.preview("changes", image),
-                    L.preview("scratches", image)]
-        if report_lib.has_faces(L.faces_record(image)):
-            previews.append(L.preview("faces", image))
-        items += [preview for preview in previews if Path(preview).is_file()]
-    return items
+    """What the report can show: the final output of every photo that has one (files are
+    checked when the report's DAG is built).  The report then holds what the jobs behind them
+    flagged with report(): each final output, its views, and the scratch mask's."""
+    return [final_of(image)
+            for image in report_lib.finished_photos(INPUTS.images, L.final_dir, FINAL_EXT)]
 
 
-def get_backend_label(wildcards):
-    return dag.backend_label(BACKEND)
+BACKEND_LABEL = dag.backend_label(BACKEND)
+
+
+# Snakemake inspects the signature of every input/params function for every job: give each of
+# ours its signature once (dag.keep_signature).
+for _function in [f for n, f in list(globals().items()) if n.startswith("get_") or n == "job_files"]:
+    if callable(_function):
+        dag.keep_signature(_function)
 
 
 onstart:

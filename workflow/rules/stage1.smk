@@ -11,6 +11,13 @@ rule detect_scratches:
     output:
         image=L.scratch_input("{image}"),
         mask=L.scratch_mask("{image}"),
+        # the report's view of the mask (workflow/report/scratches.rst)
+        preview=report(
+            L.preview("scratches", "{image}"),
+            caption="../report/scratches.rst",
+            category="Scratch masks",
+            labels={"photo": "{image}"},
+        ),
     log:
         L.log("detect_scratches", "{image}"),
     benchmark:
@@ -18,6 +25,8 @@ rule detect_scratches:
     params:
         files=job_files,
         backend=BACKEND["global"],
+        preview_width=PREVIEW_WIDTH,
+        title=get_title,
     threads: config["threads"]
     resources:
         **network_resources(mem_mb=3000),
@@ -25,7 +34,7 @@ rule detect_scratches:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("detect_scratches", "backend")
+        job_shell("detect_scratches", "backend", "preview_width")
 
 
 rule triage_scratches:
@@ -67,7 +76,7 @@ rule restore_global:
         backend=BACKEND["global"],
         mode=get_mode,
         test_mode=get_test_mode,
-        stretch=get_stretch,
+        stretch=STRETCH,
         triage=get_triage,
     threads: config["threads"]
     resources:

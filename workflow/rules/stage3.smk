@@ -1,5 +1,8 @@
-# Stage 3: SPADE face enhancement: one job per photo for all its faces, with a single model
-# load (face_jobs: per_image, the default), or one job per aligned face (per_face).
+# Stage 3: SPADE face enhancement.
+#
+# face_jobs: per_image (the default): one job per photo runs stages 2 and 3 (detect and align
+# its faces into the stage-2 folder, enhance them all with a single model load into the stage-3
+# folder).  face_jobs: per_face: one job per aligned face, after the stage-2 checkpoint.
 
 
 if PER_FACE:
@@ -29,18 +32,22 @@ if PER_FACE:
 
 else:
 
-    rule enhance_faces:
+    rule detect_and_enhance_faces:
         input:
             unpack(get_face_model),
-            faces=L.faces_dir("{image}"),
+            restored=L.restored("{image}"),
         output:
+            faces=directory(L.faces_dir("{image}")),
             enhanced=directory(L.enhanced_dir("{image}")),
         log:
-            L.log("enhance_faces", "{image}"),
+            L.log("detect_and_enhance_faces", "{image}"),
         benchmark:
-            L.benchmark("enhance_faces", "{image}")
+            L.benchmark("detect_and_enhance_faces", "{image}")
         params:
             files=job_files,
+            face_size=get_face_size,
+            landmarks=dag.landmarks_path(config),
+            faces=get_faces,
             backend=BACKEND["face"],
             network=get_face_network,
         threads: config["threads"]
@@ -50,4 +57,5 @@ else:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("enhance_faces", "backend", "network")
+            job_shell("detect_and_enhance_faces", "face_size", "landmarks", "faces", "backend",
+                      "network")

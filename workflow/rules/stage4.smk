@@ -2,6 +2,8 @@
 # original crop and blend it in (photos without faces pass through), then write the final output
 # as an archival derivative of the input: its format (output_format), 16-bit when the input is,
 # the input's ICC profile, resolution, EXIF/IPTC/XMP and the provenance XMP (docs/archival.md).
+# The same job then makes the photo's views for the report from the files it wrote (before/after
+# preview, face strip, change map) and its provenance sidecar: no extra job per photo.
 # The final output's extension follows output_format per photo (common.smk: final_of): one rule
 # per extension, each constrained to the photos with that extension (so every file has one
 # producer), all sharing this rule's log and benchmark names.
@@ -9,38 +11,38 @@
 
 rule blend_faces:
     input:
+        unpack(get_change_map_inputs),
         restored=L.restored("{image}"),
         faces=get_stage2,
         enhanced=get_enhanced_faces,
         original=get_input_image,
         checkpoint_records=get_checkpoint_records,
     output:
-        final=report(
-            L.final("{image}", "png"),
-            caption="../report/final.rst",
-            category="Restored photos",
-            labels={"photo": "{image}"},
-        ),
-        derivation=L.derivation("{image}"),
+        **stage4_outputs("png"),
     log:
         L.log("blend_faces", "{image}"),
     benchmark:
         L.benchmark("blend_faces", "{image}")
     params:
         files=job_files,
-        backend=get_backend_label,
+        backend=BACKEND_LABEL,
         blending=photo_setting("face_blending"),
         final_size=config["final_size"],
         # What shaped the photo upstream too: it goes into the provenance (upstream reruns
         # anyway when one of these changes, so they cost no extra rerun here).
         mode=get_mode,
         test_mode=get_test_mode,
-        stretch=get_stretch,
+        stretch=STRETCH,
         face_network=get_face_network,
         output_format=config["output_format"],
         tone=config["tone"],
         jpeg_quality=config["jpeg_quality"],
         carry_metadata=config["carry_metadata"],
+        # The report's views (their captions use title and backend too).
+        preview_width=PREVIEW_WIDTH,
+        change_map_width=CHANGE_MAP_WIDTH,
+        benchmarks=L.benchmarks_dir,
+        title=get_title,
     wildcard_constraints:
         image=stems_with_final_ext("png"),
     threads: 1
@@ -52,30 +54,18 @@ rule blend_faces:
     shell:
         job_shell("blend_faces", "backend", "blending", "final_size", "mode", "test_mode",
                   "stretch", "face_network", "output_format", "tone", "jpeg_quality",
-                  "carry_metadata")
+                  "carry_metadata", "preview_width", "change_map_width", "benchmarks")
 
 
 use rule blend_faces as blend_faces_tif with:
     wildcard_constraints:
         image=stems_with_final_ext("tif"),
     output:
-        final=report(
-            L.final("{image}", "tif"),
-            caption="../report/final.rst",
-            category="Restored photos",
-            labels={"photo": "{image}"},
-        ),
-        derivation=L.derivation("{image}"),
+        **stage4_outputs("tif"),
 
 
 use rule blend_faces as blend_faces_jpg with:
     wildcard_constraints:
         image=stems_with_final_ext("jpg"),
     output:
-        final=report(
-            L.final("{image}", "jpg"),
-            caption="../report/final.rst",
-            category="Restored photos",
-            labels={"photo": "{image}"},
-        ),
-        derivation=L.derivation("{image}"),
+        **stage4_outputs("jpg"),
