@@ -205,3 +205,17 @@ def read_benchmarks(output_dir: Path) -> dict[str, list[dict[str, float]]]:
 
 def fmt(seconds: float, digits: int = 2) -> str:
     return "–" if seconds != seconds else f"{seconds:.{digits}f}"
+
+
+def write_results(text: str, path: Path | None, *, append: bool = False) -> None:
+    """Print a benchmark's markdown and, given ``path``, write it there too: replacing the file,
+    or with ``append`` adding it (and a blank line) after the runs already recorded."""
+    print(text)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if append:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        path.write_text(text, encoding="utf-8")
