@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "resources" / "samples"
@@ -34,6 +34,16 @@ PYTHON = sys.executable
 def median(values: Iterable[float]) -> float:
     values = list(values)
     return statistics.median(values) if values else float("nan")
+
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def loadavg() -> str:
@@ -205,3 +215,17 @@ def read_benchmarks(output_dir: Path) -> dict[str, list[dict[str, float]]]:
 
 def fmt(seconds: float, digits: int = 2) -> str:
     return "–" if seconds != seconds else f"{seconds:.{digits}f}"
+
+
+def write_results(text: str, path: Path | None, *, append: bool = False) -> None:
+    """Print a benchmark's markdown and, given ``path``, write it there too: replacing the file,
+    or with ``append`` adding it (and a blank line) after the runs already recorded."""
+    print(text)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if append:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        path.write_text(text, encoding="utf-8")

@@ -15,26 +15,15 @@ provenance.  This measures, on a generated tagged 16-bit master of ``--megapixel
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _common import machine_info, machine_markdown  # noqa: E402
-
-
-def _median_s(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _common import machine_info, machine_markdown, median_time  # noqa: E402
 
 
 def main() -> None:
@@ -60,14 +49,14 @@ def main() -> None:
         final = final_16bit(master16, working, master.icc_profile)
         record = provenance_record(master, backend="classical", checkpoints={}, settings={})
         rows = [("exiftool start (-ver)",
-                 _median_s(lambda: subprocess.run(["exiftool", "-ver"], capture_output=True,
-                                                  check=True), args.repeat)),
-                ("read_master", _median_s(lambda: read_master(master_path), args.repeat)),
+                 median_time(lambda: subprocess.run(["exiftool", "-ver"], capture_output=True,
+                                                    check=True), args.repeat)),
+                ("read_master", median_time(lambda: read_master(master_path), args.repeat)),
                 ("imageio.write_png 8-bit (today)",
-                 _median_s(lambda: write_png(folder / "plain.png", working), args.repeat))]
+                 median_time(lambda: write_png(folder / "plain.png", working), args.repeat))]
         for fmt, bits in (("png", 16), ("tiff", 16), ("jpeg", 8), ("png", 8)):
             out = folder / f"out-{bits}.{fmt}"
-            rows.append((f"write_derivative {fmt} {bits}-bit", _median_s(
+            rows.append((f"write_derivative {fmt} {bits}-bit", median_time(
                 lambda: write_derivative(out, final, fmt=fmt, bits=bits, master=master,
                                          provenance=record), args.repeat)))
     print(f"## archival derivative write, {width}x{height} 16-bit master "

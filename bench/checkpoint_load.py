@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import median_time
+
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -43,15 +45,6 @@ net = load_network(sys.argv[1], sys.argv[2])
 t3 = time.perf_counter()
 print(json.dumps({"import_torch": t1 - t0, "import_oldphoto": t2 - t1, "load": t3 - t2}))
 """
-
-
-def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fresh_process(name: str, cache: Path, repeat: int, threads: int) -> dict[str, float]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (REPO, SAMPLES, fmt, loadavg, machine_info, machine_markdown,  # noqa: E402
-                     median, run_snakemake, workflow_config)
+                     median, run_snakemake, workflow_config, write_results)
 
 
 def small_photos(folder: Path, count: int) -> None:
@@ -178,11 +178,7 @@ def main(argv: list[str] | None = None) -> None:
               *regex_times(sorted(set(args.dag_sizes) | {10000})), "",
               f"(load average at end: {loadavg()})", ""]
     text = "\n".join(parts)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    write_results(text, args.output, append=True)
 
 
 if __name__ == "__main__":

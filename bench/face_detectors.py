@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import SAMPLES, loadavg, machine_info, machine_markdown
+from _common import SAMPLES, loadavg, machine_info, machine_markdown, write_results
 
 Box = tuple[float, float, float, float]
 
@@ -224,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{sum(of_size)}/{len(of_size)}")
         lines.append(f"| {detector} | {upsample} | " + " | ".join(cells) + " |")
     lines += ["", f"Load average at end: {loadavg()}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
+    write_results("\n".join(lines) + "\n", args.markdown)
     return 0
 
 

@@ -47,7 +47,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (PYTHON, REPO, SAMPLES, fmt, loadavg, machine_info,  # noqa: E402
-                     machine_markdown, median, run_snakemake, workflow_config, write_recipe)
+                     machine_markdown, median, run_snakemake, workflow_config, write_recipe,
+                     write_results)
 
 NETWORK_RULES = ("detect_scratches", "restore_global", "enhance_face")
 HEAVY = ("scipy", "skimage", "dlib", "cv2", "torch._dynamo", "torch._inductor", "sympy",
@@ -251,11 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         out.append(f"| {scenario} | {rule} | {count} | {', '.join(heavy) or 'none'} |")
     out.append(f"\n(heavy list: {', '.join(HEAVY)}; load average at end: {loadavg()})")
     text = "\n".join(out) + "\n"
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    write_results(text, args.output, append=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (PYTHON, REPO, SAMPLES, fmt, loadavg, machine_info,  # noqa: E402
-                     machine_markdown, write_recipe)
+                     machine_markdown, write_recipe, write_results)
 
 NETWORKS = {
     "quality": ("VAE_A_quality", "mapping_quality", "VAE_B_quality"),
@@ -301,11 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         body = scale_table(args)
     text = "\n".join([title, "", machine_markdown(info, load_after=loadavg()),
                       f"- torch threads {args.threads}; one fresh process per row", "", body, ""])
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    write_results(text, args.output, append=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (PYTHON, REPO, SAMPLES, fmt, loadavg, machine_info,  # noqa: E402
-                     machine_markdown, stub_path, workflow_config)
+                     machine_markdown, stub_path, workflow_config, write_results)
 
 PHOTO_SIDE = 160
 # Face rectangle of resources/samples/old/a.png (as in tests/conftest.py), with a margin.
@@ -605,11 +605,7 @@ def main(argv: list[str] | None = None) -> None:
         parts += [f"### DAG only (`snakemake -n --quiet rules`; cap {args.dag_timeout:.0f} s)",
                   "", *dag_table(dag_rows), ""]
     text = "\n".join(parts)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    write_results(text, args.out, append=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (REPO, SAMPLES, fmt, loadavg, machine_info, machine_markdown,  # noqa: E402
-                     median, read_benchmarks, run_snakemake, workflow_config, write_recipe)
+                     median, read_benchmarks, run_snakemake, workflow_config, write_recipe,
+                     write_results)
 
 FACE_NETWORKS = ["Setting_9_epoch_100", "FaceSR_512"]
 
@@ -184,11 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- `snakemake --cores 2`, network rules `threads: {args.threads}`, device cpu, recipe-"
         f"weight checkpoints, caches prepared beforehand; {args.repeat} run(s) each, interleaved",
         "", *rows, *details, ""])
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    write_results(text, args.output, append=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from _common import SAMPLES, loadavg, machine_info, machine_markdown
+from _common import SAMPLES, loadavg, machine_info, machine_markdown, write_results
 from quality import load_clean, seed_for
 
 GENERATED = ("astronaut", "camera", "chelsea", "coffee", "coins", "rocket",
@@ -175,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                   "| photo | truth | decision | coverage | line score | components |",
                   "|---|---|---|---|---|---|", *rows, ""]
     lines.append(f"Load average at end: {loadavg()}.")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
+    write_results("\n".join(lines) + "\n", args.markdown)
     return 0
 
 

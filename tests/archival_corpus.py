@@ -19,11 +19,15 @@ photo the classical backend leaves unchanged.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ICC_PATH = Path(__file__).parent / "data" / "icc" / "compatibleWithAdobeRGB1998.icc"
 
@@ -66,6 +70,26 @@ def exiftool(*args: str) -> bytes:
     proc = subprocess.run(["exiftool", "-@", "-"], input="\n".join(args).encode() + b"\n",
                           capture_output=True, check=True)
     return proc.stdout
+
+
+def require_exiftool() -> None:
+    """Skip the calling test module when exiftool is missing; under CI, fail instead."""
+    if shutil.which("exiftool") is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("exiftool is required under CI "
+                               "(apt-get install libimage-exiftool-perl)")
+        pytest.skip("exiftool not installed (apt-get install libimage-exiftool-perl)",
+                    allow_module_level=True)
+
+
+def read_tags(path: Path) -> dict:
+    """Every tag of ``path`` (duplicates too), keyed ``Group:Tag``, numbers as numbers."""
+    return json.loads(exiftool("-j", "-a", "-G1", "-n", "-struct", str(path)))[0]
+
+
+def icc_of(path: Path) -> bytes:
+    """The ICC profile embedded in ``path`` (empty when there is none)."""
+    return exiftool("-b", "-ICC_Profile", str(path))
 
 
 def _colour_scene(height: int, width: int) -> np.ndarray:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from archival_corpus import FIELDS, ICC_PATH, exiftool, make_corpus
+from archival_corpus import FIELDS, ICC_PATH, icc_of, make_corpus, read_tags, require_exiftool
 from oldphoto.archival import (apply_tone_keep, change_map, digital_source_type, final_16bit,
                                from_working_srgb, is_monochrome, level_count, output_format_for,
                                provenance_record, read_master, read_master_pixels16,
@@ -26,11 +24,7 @@ from oldphoto.archival.tone import tone_stats
 from oldphoto.errors import BadImageError
 from oldphoto.decode import read_image
 
-if shutil.which("exiftool") is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("exiftool is required under CI (apt-get install libimage-exiftool-perl)")
-    pytest.skip("exiftool not installed (apt-get install libimage-exiftool-perl)",
-                allow_module_level=True)
+require_exiftool()
 
 ICC = ICC_PATH.read_bytes()
 SETTINGS = {"with_scratch": True, "hr": False, "output_format": "tiff", "tone": "keep"}
@@ -39,10 +33,6 @@ CHECKPOINTS = {"VAE_A_quality": "a" * 64, "detection": "b" * 64}
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_tags(path: Path) -> dict:
-    return json.loads(exiftool("-j", "-a", "-G1", "-n", "-struct", str(path)))[0]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +113,7 @@ def test_unchanged_photo_renders_the_same_colour_managed(corpus, tmp_path):
     final = final_16bit(master16, working, master.icc_profile)
     out = tmp_path / "out.tif"
     write_derivative(out, final, fmt="tiff", bits=16, master=master)
-    out_icc = exiftool("-b", "-ICC_Profile", str(out))
+    out_icc = icc_of(out)
     assert out_icc == ICC
     shown_output = render_srgb(read_master_pixels16(out), out_icc)
     shown_master = render_srgb(master16, master.icc_profile)
@@ -192,7 +182,7 @@ def test_derivative_carries_metadata_profile_and_provenance(corpus, tmp_path, fm
     assert tags["IFD0:Orientation"] == 1
     assert (tags["IFD0:XResolution"], tags["IFD0:YResolution"], tags["IFD0:ResolutionUnit"]) \
         == (600, 600, 2)
-    assert exiftool("-b", "-ICC_Profile", str(out)) == ICC
+    assert icc_of(out) == ICC
     height, width = final.shape[:2]
     assert (tags.get("PNG:ImageWidth") or tags.get("IFD0:ImageWidth")
             or tags.get("File:ImageWidth")) == width

@@ -22,16 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archival_corpus import FIELDS, ICC_PATH, exiftool, make_clean_photo, make_corpus
+from archival_corpus import (FIELDS, ICC_PATH, icc_of, make_clean_photo, make_corpus, read_tags,
+                             require_exiftool)
 from conftest import make_tiny_photos, run_snakemake, snakemake_invocation, workflow_config
 
 pytestmark = pytest.mark.workflow
 
-if shutil.which("exiftool") is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("exiftool is required under CI (apt-get install libimage-exiftool-perl)")
-    pytest.skip("exiftool not installed (apt-get install libimage-exiftool-perl)",
-                allow_module_level=True)
+require_exiftool()
 
 ICC = ICC_PATH.read_bytes()
 IPTC_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -68,14 +65,6 @@ def snapshot(folder: Path) -> dict:
         state[path.name] = (hashlib.sha256(path.read_bytes()).hexdigest(), st.st_size,
                             st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
     return state
-
-
-def tags(path: Path) -> dict:
-    return json.loads(exiftool("-j", "-a", "-G1", "-n", "-struct", str(path)))[0]
-
-
-def icc_of(path: Path) -> bytes:
-    return exiftool("-b", "-ICC_Profile", str(path))
 
 
 def last_event(found: dict) -> dict:
@@ -165,7 +154,7 @@ def check_carried(path: Path, name: str, output_format: str, backend: str) -> di
     """The fields, profile, resolution, orientation, bit depth and provenance of one final
     output of the master ``name``; returns its tags."""
     bits, dpi, (width, height) = MASTERS[name]
-    found = tags(path)
+    found = read_tags(path)
     for key, value in FIELDS.items():
         assert found.get(key) == value, (path.name, key, found.get(key))
     assert found["IFD0:Orientation"] == 1

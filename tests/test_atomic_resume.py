@@ -23,16 +23,14 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
+from conftest import make_tiny_photos, run_snakemake, snakemake_invocation, workflow_config
 
 pytestmark = pytest.mark.workflow
 
@@ -92,16 +90,9 @@ def start(workdir: Path, config: dict, keep_going: bool = True) -> subprocess.Po
 
     Its stderr goes to ``workdir/stderr.txt`` (a pipe nobody reads could fill and block it).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    configfile = workdir / "test-config.yaml"
-    configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(configfile),
-        "--cores", "2", "--rerun-incomplete", "--latency-wait", "5",
-        *(["--keep-going"] if keep_going else []),
-    ]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    cmd, env = snakemake_invocation(workdir, config)
+    if not keep_going:
+        cmd.remove("--keep-going")
     with open(workdir / "stderr.txt", "w") as stderr:
         return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=stderr,
                                 env=env, start_new_session=True)

@@ -156,3 +156,16 @@ def test_record_holds_the_options_and_reads_back(models):
     back = faces.faces_from_json(record)
     assert np.array_equal(back[0].matrix, aligned[0].matrix)
     assert "options" not in faces.faces_to_json(rgb, aligned, 256)  # official record unchanged
+
+
+def test_stage_2_records_options_only_when_not_the_official_ones(models):
+    from oldphoto import stages
+
+    rgb = read_rgb(SAMPLES / "old" / "a.png")
+    official, _ = stages.detect_and_align_faces(rgb, models, 256)
+    assert "options" not in official
+    assert stages.detect_and_align_faces(rgb, models, 256, faces.FaceOptions())[0] == official
+    chosen = faces.FaceOptions(upsample=1, max_faces=1)
+    record, aligned = stages.detect_and_align_faces(rgb, models, 256, chosen)
+    assert record["options"] == chosen.record()
+    assert len(aligned) == len(record["faces"]) == 1

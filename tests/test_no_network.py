@@ -30,9 +30,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, make_tiny_photos, workflow_config
+from conftest import REPO, make_tiny_photos, snakemake_invocation, workflow_config
 
 SITECUSTOMIZE = r'''
 import os, socket, sys
@@ -112,18 +111,10 @@ def run_offline(tmp: Path, config: dict, *args: str) -> tuple[subprocess.Complet
     record = tmp / "network-attempts.jsonl"
     record.unlink(missing_ok=True)
     work = tmp / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    configfile = work / "test-config.yaml"
-    configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(work), "--configfile", str(configfile),
-        "--cores", "2", "--keep-going", "--rerun-incomplete", "--latency-wait", "5", *args,
-    ]
+    cmd, env = snakemake_invocation(work, config, *args, env={
+        "PYTHONPATH": f"{hook}{os.pathsep}{REPO / 'src'}", "OLDPHOTO_NETWORK_RECORD": str(record)})
     if UNSHARE:
         cmd = ["unshare", "--net", *cmd]
-    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{REPO / 'src'}",
-               OLDPHOTO_NETWORK_RECORD=str(record))
     # Proxy settings would only matter for a connection; drop them so nothing depends on them.
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
                  "ALL_PROXY"):

@@ -29,7 +29,6 @@ one JSON line per slot taken and released (pid, slot, wall-clock time) for tests
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from oldphoto.errors import ConfigError
+from oldphoto.locks import try_flock
 
 DEVICES = ("auto", "cpu", "cuda")
 FAKE_GPUS_ENV = "OLDPHOTO_FAKE_GPUS"
@@ -167,14 +167,11 @@ def _trace(event: str, slot: GpuSlot) -> None:
 
 
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        raise
+    """:func:`~oldphoto.locks.try_flock`, then the holder's pid into the file (for a person
+    looking at who holds a slot)."""
+    fd = try_flock(path, 0o644)
+    if fd is None:
+        return None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd

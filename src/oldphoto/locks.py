@@ -5,12 +5,32 @@ lock when it ends.  After ``kill -9`` or a power cut the lock stays, and plain `
 refuses to start until ``snakemake --unlock``.  The ``oldphoto`` command checks instead of
 guessing: when no Snakemake process on this machine works in that directory, the lock is stale
 and is removed (saying so); when one does, it is left alone and Snakemake reports the conflict.
+
+Also the non-blocking ``flock`` that GPU slots (:mod:`oldphoto.devices`) and worker slots
+(:mod:`oldphoto.worker.client`) are taken with; standard library only, as the job client needs.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from pathlib import Path
+
+
+def try_flock(path: str | Path, mode: int = 0o600) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` (created with ``mode`` if missing) without waiting:
+    the open descriptor holding it, or None when another process holds it.  The kernel drops the
+    lock when the descriptor is closed or its process dies, also on SIGKILL."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return None
+        raise
+    return fd
 
 
 def _cmdline(pid: str) -> list[str]:

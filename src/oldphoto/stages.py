@@ -107,12 +107,10 @@ def detect_and_align_faces(rgb: np.ndarray, models: Any, face_size: int, options
 
     if isinstance(models, (str, bytes)) or hasattr(models, "__fspath__"):
         models = faces.load_face_models(models)
-    if options is None or options == faces.FaceOptions():
-        aligned = faces.detect_and_align(rgb, models, face_size)
-        record = faces.faces_to_json(rgb, aligned, face_size)
-    else:
-        aligned = faces.detect_and_align(rgb, models, face_size, options)
-        record = faces.faces_to_json(rgb, aligned, face_size, options)
+    official = faces.FaceOptions()
+    options = official if options is None else options
+    aligned = faces.detect_and_align(rgb, models, face_size, options)
+    record = faces.faces_to_json(rgb, aligned, face_size, None if options == official else options)
     return record, [face.image for face in aligned]
 
 

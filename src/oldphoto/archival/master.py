@@ -13,7 +13,6 @@ lock, no rename, no write, no change of its modification time.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -27,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from oldphoto.errors import BadImageError, ConfigError
+from oldphoto.hashing import sha256_file
 
 EXIFTOOL = "exiftool"
 """The exiftool command (Debian ``libimage-exiftool-perl``)."""
@@ -44,8 +44,6 @@ STRUCTURAL_TAGS = frozenset({
     "YCbCrPositioning", "JPEGTables", "SubIFD", "XMPToolkit",
 })
 """Tags never copied from the master (set by the derivative's encoder, or no longer true)."""
-
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -91,15 +89,6 @@ class Master:
     def tag(self, key: str, default: Any = None) -> Any:
         """One carried tag by ``"Group:Tag"``, e.g. ``master.tag("IFD0:Artist")``."""
         return self.tags.get(key, default)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB chunks (the file is opened read-only)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def exiftool_path() -> str:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +23,7 @@ from oldphoto.atomic import fsync_dir, temp_file_beside, write_json
 from oldphoto.checkpoints.files import OFFICIAL_CHECKPOINTS, known_name
 from oldphoto.checkpoints.official import read_official_with_notes
 from oldphoto.errors import CheckpointError
+from oldphoto.hashing import sha256_file
 
 if TYPE_CHECKING:  # heavy imports only where used
     import torch
@@ -41,19 +41,9 @@ __all__ = [
 ]
 
 _RECORD_FORMAT = "oldphoto-checkpoint-cache/1"
-_CHUNK = 8 << 20
 
 
-# -- hashing and records ----------------------------------------------------------------------
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+# -- records ----------------------------------------------------------------------------------
 
 
 def record_path(cache_file: str | Path) -> Path:

@@ -17,8 +17,6 @@ short because an ``AF_UNIX`` socket path holds at most 107 bytes); per worker ``
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +32,7 @@ from typing import Any
 
 import oldphoto
 from oldphoto.errors import ConfigError
+from oldphoto.locks import try_flock
 from oldphoto.worker.handler import call_handler, check_request, load_handler
 from oldphoto.worker.procs import describe_returncode, find_run_owner, process_alive
 from oldphoto.worker.protocol import (
@@ -251,22 +250,10 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
         os.close(lock_fd)
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        raise
-    return fd
-
-
 def _take_slot(folder: Path, pool: str) -> tuple[int, int]:
     """The first free slot of ``pool`` and the descriptor holding its lock."""
     for slot in range(MAX_SLOTS):
-        fd = _try_lock(WorkerPaths(folder, pool, slot).lock)
+        fd = try_flock(WorkerPaths(folder, pool, slot).lock)
         if fd is not None:
             return slot, fd
     raise WorkerError(folder, f"all {MAX_SLOTS} slots of worker pool {pool!r} are busy")
@@ -497,7 +484,7 @@ def _shutdown(folder: Path, key: str | None, timeout: float) -> int:
     processes = []
     for worker in running_workers(key):
         paths = WorkerPaths(folder, worker["pool"], worker["slot"])
-        lock_fd = _try_lock(paths.lock)
+        lock_fd = try_flock(paths.lock)
         told = False
         if lock_fd is not None:
             try:

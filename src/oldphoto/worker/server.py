@@ -42,7 +42,8 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from oldphoto.worker.client import WorkerPaths, _try_lock
+from oldphoto.locks import try_flock
+from oldphoto.worker.client import WorkerPaths
 from oldphoto.worker.handler import Handler, call_handler, load_handler
 from oldphoto.worker.procs import describe_returncode, process_alive, process_start_time
 from oldphoto.worker.protocol import ConnectionClosed, ProtocolError, recv_message, send_message
@@ -238,7 +239,7 @@ class Server:
             waited = time.monotonic() - last
             if idle > 0 and waited >= idle:
                 # Only when no client holds the slot: one that does is about to connect.
-                lock_fd = _try_lock(self.paths.lock)
+                lock_fd = try_flock(self.paths.lock)
                 if lock_fd is not None:
                     self._remove_files()  # still holding the lock: no client sees a dying worker
                     return f"idle for {waited:.1f}s"
