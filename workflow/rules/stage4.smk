@@ -37,9 +37,9 @@ rule blend_faces:
         test_mode=get_test_mode,
         stretch=get_stretch,
         face_network=get_face_network,
-        output_format=config["output_format"],
-        tone=config["tone"],
-        jpeg_quality=config["jpeg_quality"],
+        output_format=photo_setting("output_format"),
+        tone=photo_setting("tone"),
+        jpeg_quality=photo_setting("jpeg_quality"),
         carry_metadata=config["carry_metadata"],
     wildcard_constraints:
         image=stems_with_final_ext("png"),
