@@ -175,13 +175,15 @@ def test_settings_rows_show_sheet_cells_and_triage_decisions():
         "blending": "official", "output": "same (.tif)", "tone": "keep",
         "from_sheet": "output_format, tone"}
     assert rows["b"]["with_scratch"] == "auto → yes" and rows["b"]["from_sheet"] == "—"
-    assert rows["b"]["triage"] == ("line score 0.457; coverage 1.23%; 5 component(s) — "
-                                   "2 line-like of 5 component(s): scratch path")
+    assert rows["b"]["triage"] == "2 line-like of 5 component(s): scratch path"  # its reason
     assert rows["b"]["mode"] == "scratch"
     assert rows["b"]["faces"] == "yes: hog, upsample 0, every face"
     # auto whose triage has not run (the photo failed before it): no decision is invented
     assert rows["c"]["with_scratch"] == "auto → not decided yet" and rows["c"]["triage"] == ""
     assert rows["c"]["faces"] == "no" and rows["c"]["output"] == "jpeg, quality 80"
+    del triage["reason"]  # a record without its sentence: the figures
+    rows = {row["photo"]: plain(row["triage"]) for row in report.settings_rows(summary)}
+    assert rows["b"] == "line score 0.457, coverage 1.23%, 5 component(s)"
     assert report.settings_rows(None) == []
 
 

@@ -141,9 +141,10 @@ def test_report_shows_each_photos_settings_and_decisions(sheet_run):
     triage = photos["no face"]["triage"]
     decided = "yes" if triage["with_scratch"] else "no"
     assert table["no face"]["with_scratch"] == f"auto → {decided}"
-    assert f"line score {triage['line_score']:.3f}" in table["no face"]["triage"]
-    assert f"coverage {triage['coverage']:.2%}" in table["no face"]["triage"]
-    assert triage["reason"] in table["no face"]["triage"]
+    assert table["no face"]["triage"] == triage["reason"]
+    assert f"{triage['line_score']:.3f} diagonals" in triage["reason"]
+    assert f"coverage {triage['coverage']:.2%}" in triage["reason"]
+    assert f"of {triage['components']} component(s)" in triage["reason"]
     assert table["no face"]["output"] == "same (.jpg), quality 80"
     assert table["no face"]["mode"] == photos["no face"]["mode"]
     # photos without a row: the run's settings

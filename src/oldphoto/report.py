@@ -350,17 +350,19 @@ def _scratch_cell(given: Any, triage: Mapping[str, Any] | None, decided: bool) -
 
 
 def _triage_cell(triage: Any) -> str:
-    """The triage's figures and its one-sentence reason."""
+    """The triage's one-sentence reason (it states the figures and thresholds that decided), or
+    its figures when a record has no reason."""
     if not isinstance(triage, Mapping):
         return ""
+    if triage.get("reason"):
+        return str(triage["reason"])
     figures = []
     for key, shown in (("line_score", "line score {:.3f}"), ("coverage", "coverage {:.2%}"),
                        ("components", "{} component(s)")):
         value = triage.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             figures.append(shown.format(value))
-    reason = str(triage.get("reason") or "")
-    return "; ".join(figures) + (f" — {reason}" if reason else "")
+    return ", ".join(figures)
 
 
 def _faces_cell(settings: Mapping[str, Any]) -> str:
@@ -397,8 +399,8 @@ def settings_rows(summary: Mapping[str, Any] | None) -> list[dict[str, str]]:
     """One rst-safe row per photo whose effective settings the summary records.
 
     ``photo``; ``mode`` (the path it was restored in, after the triage); ``with_scratch`` as
-    given, with the triage's decision for ``auto`` (``auto → yes``); ``triage`` (its figures and
-    reason); ``faces`` (with the detector's options); ``blending``; ``output`` (format, the
+    given, with the triage's decision for ``auto`` (``auto → yes``); ``triage`` (its reason,
+    which states its figures); ``faces`` (with the detector's options); ``blending``; ``output`` (format, the
     extension of ``same``, the JPEG quality when it is a JPEG); ``tone``; ``from_sheet`` (the
     settings the photo's sheet row set, ``—`` when none: every value is the run's).
     """
