@@ -143,6 +143,50 @@ def test_report_tables_from_a_summary(tmp_path):
     assert not missing["found"] and missing["photos"] == []
 
 
+def plain(rst: str) -> str:
+    """The text of an escaped rst cell (:func:`report.rst_text`)."""
+    return re.sub(r"\\(.)", r"\1", rst)
+
+
+def test_settings_rows_show_sheet_cells_and_triage_decisions():
+    run = {"with_scratch": False, "hr": False, "faces": True, "tone": "official",
+           "output_format": "png", "jpeg_quality": 95, "face_blending": "official",
+           "face_detector": "hog", "face_upsample": 0, "only_center_face": False,
+           "max_faces": None}
+    triage = {"with_scratch": True, "coverage": 0.0123, "line_score": 0.4567, "components": 5,
+              "reason": "2 line-like of 5 component(s): scratch path"}
+    summary = {"photos": {
+        "b": {"input": "in/b.jpg", "mode": "scratch", "triage": triage, "from_sheet": [],
+              "settings": dict(run, with_scratch="auto")},
+        "a_1": {"input": "in/a_1.TIF", "mode": "quality", "from_sheet": ["output_format", "tone"],
+                "settings": dict(run, output_format="same", tone="keep", faces=True,
+                                 face_upsample=1, max_faces=2, only_center_face=True)},
+        "c": {"input": "in/c.png", "mode": "scratch", "from_sheet": ["with_scratch"],
+              "settings": dict(run, with_scratch="auto", faces=False, output_format="jpeg",
+                               jpeg_quality=80)},
+        "old": {"input": "in/old.png", "status": "restored"},  # a summary without settings
+    }}
+    rows = {plain(row["photo"]): {k: plain(v) for k, v in row.items()}
+            for row in report.settings_rows(summary)}  # cells are escaped rst text
+    assert sorted(rows) == ["a_1", "b", "c"]
+    assert rows["a_1"] == {
+        "photo": "a_1", "mode": "quality", "with_scratch": "no", "triage": "",
+        "faces": "yes: hog, upsample 1, centre face only, at most 2",
+        "blending": "official", "output": "same (.tif)", "tone": "keep",
+        "from_sheet": "output_format, tone"}
+    assert rows["b"]["with_scratch"] == "auto → yes" and rows["b"]["from_sheet"] == "—"
+    assert rows["b"]["triage"] == "2 line-like of 5 component(s): scratch path"  # its reason
+    assert rows["b"]["mode"] == "scratch"
+    assert rows["b"]["faces"] == "yes: hog, upsample 0, every face"
+    # auto whose triage has not run (the photo failed before it): no decision is invented
+    assert rows["c"]["with_scratch"] == "auto → not decided yet" and rows["c"]["triage"] == ""
+    assert rows["c"]["faces"] == "no" and rows["c"]["output"] == "jpeg, quality 80"
+    del triage["reason"]  # a record without its sentence: the figures
+    rows = {row["photo"]: plain(row["triage"]) for row in report.settings_rows(summary)}
+    assert rows["b"] == "line score 0.457, coverage 1.23%, 5 component(s)"
+    assert report.settings_rows(None) == []
+
+
 def test_thumbnail_grid_inlines_every_image(tmp_path):
     paths = []
     for name in ("a b", "<c>"):

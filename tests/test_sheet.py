@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -53,13 +54,13 @@ def test_rows_give_typed_overrides_keyed_by_stem(folder):
 
 
 def test_every_optional_column_and_its_type(folder):
-    text = ("photo\twith_scratch\thr\tfaces\ttone\toutput_format\tface_blending\tface_detector\t"
-            "face_upsample\tonly_center_face\tmax_faces\n"
-            "c.TIF\tyes\tno\tno\tkeep\ttiff\tadaptive\thog\t0\tyes\t0\n")
+    text = ("photo\twith_scratch\thr\tfaces\ttone\toutput_format\tjpeg_quality\t"
+            "face_blending\tface_detector\tface_upsample\tonly_center_face\tmax_faces\n"
+            "c.TIF\tyes\tno\tno\tkeep\ttiff\t80\tadaptive\thog\t0\tyes\t0\n")
     assert read(folder, text) == {"c": {
         "with_scratch": True, "hr": False, "faces": False, "tone": "keep",
-        "output_format": "tiff", "face_blending": "adaptive", "face_detector": "hog",
-        "face_upsample": 0, "only_center_face": True, "max_faces": 0}}
+        "output_format": "tiff", "jpeg_quality": 80, "face_blending": "adaptive",
+        "face_detector": "hog", "face_upsample": 0, "only_center_face": True, "max_faces": 0}}
 
 
 def test_crlf_bom_trailing_whitespace_blank_lines_and_case(folder):
@@ -83,6 +84,12 @@ def test_bad_value_names_row_column_and_value(folder):
     assert "row 2" in message and "'face_upsample'" in message and "'3'" in message
     message = error_of(folder, f"{HEADER}\tmax_faces\na.png\t\t\t\t-1\n")
     assert "'max_faces'" in message and "'-1'" in message and "≥ 0" in message
+    for quality in ("0", "101", "9.5", "high"):
+        message = error_of(folder, f"{HEADER}\tjpeg_quality\na.png\t\t\t\t{quality}\n")
+        assert "'jpeg_quality'" in message and f"'{quality}'" in message
+        assert "from 1 to 100" in message
+    assert read(folder, f"{HEADER}\tjpeg_quality\na.png\t\t\t\t100\nc.TIF\t\t\t\t1\n") \
+        == {"a": {"jpeg_quality": 100}, "c": {"jpeg_quality": 1}}
     message = error_of(folder, f"{HEADER}\na.png\t\ttrue\n")
     assert "row 2" in message and "'hr'" in message and "'true'" in message
 
@@ -167,6 +174,11 @@ def test_effective_settings_precedence():
     assert settings["max_faces"] is None
     assert settings["faces"] is True and settings["tone"] == sheet.DEFAULTS["tone"]  # defaults
     assert sheet.effective_settings({}, {}) == sheet.DEFAULTS
+    # which values the photo's row set (the summary and the report show it)
+    assert settings.from_sheet == {"hr", "face_upsample"}
+    assert settings.source("hr") == "sheet" and settings.source("face_detector") == "run"
+    assert not sheet.effective_settings(run, {}).from_sheet
+    assert json.loads(json.dumps(settings)) == dict(settings)  # a plain dict for run_summary
     with pytest.raises(ValueError, match="photo"):
         sheet.effective_settings(run, {"photo": "a.png"})
 
@@ -213,3 +225,23 @@ def test_cli_sheet_default_path_is_the_current_folder(folder, tmp_path, monkeypa
     assert (work / "photo_sheet.tsv").is_file()
     assert sorted(read(folder, (work / "photo_sheet.tsv").read_text())) == [
         "a", "c", "group photo"]
+
+
+def test_photo_settings_apply_every_column_and_name_each_final_extension(folder, tmp_path):
+    from oldphoto import dag
+    from oldphoto.inputs import list_inputs
+
+    path = tmp_path / "photos.tsv"
+    path.write_text(f"{HEADER}\ttone\toutput_format\tjpeg_quality\n"
+                    "a.png\t\t\t\tkeep\ttiff\t\n"
+                    "group photo.jpg\t\t\t\t\tsame\t70\n", encoding="utf-8")
+    inputs = list_inputs(folder)
+    run = {"photo_sheet": str(path), "input_dir": str(folder), "with_scratch": False,
+           "hr": False, "tone": "official", "output_format": "png", "jpeg_quality": 95}
+    settings = dag.photo_settings(run, inputs)
+    assert settings["a"]["tone"] == "keep" and settings["a"]["output_format"] == "tiff"
+    assert settings["a"].from_sheet == {"tone", "output_format"}
+    assert settings["group photo"]["jpeg_quality"] == 70
+    assert settings["c"]["tone"] == "official" and not settings["c"].from_sheet
+    assert dag.final_extensions(settings, inputs.images) == {
+        "a": "tif", "group photo": "jpg", "c": "png"}

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from oldphoto.errors import CheckpointError, ConfigError
 from oldphoto.mode import Mode
+from oldphoto.sheet import PhotoSettings
 
 MANIFEST_NAME = "inputs.json"
 
@@ -69,9 +70,10 @@ def run_mode(config: Mapping[str, Any]) -> Mode:
     return Mode(with_scratch=config["with_scratch"] in (True, "auto"), hr=bool(config["hr"]))
 
 
-def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, dict[str, Any]]:
+def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, PhotoSettings]:
     """Every photo's effective per-photo settings: its row of the photo sheet (``photo_sheet``),
-    else the run's config (:func:`oldphoto.sheet.effective_settings`).
+    else the run's config (:func:`oldphoto.sheet.effective_settings`; each knows which of its
+    values its sheet row set, for the summary and the report).
 
     Photos without a row share one dict (a run of 100,000 photos builds one, not 100,000).
     Raises ConfigError (row, column, value) for a bad sheet, before any work.
@@ -81,12 +83,6 @@ def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, dict[str, Any
     rows: dict[str, dict[str, Any]] = {}
     if config.get("photo_sheet"):
         rows = read_sheet(config["photo_sheet"], inputs.images, config["input_dir"])
-    for stem, row in rows.items():
-        unapplied = sorted(set(row) & NOT_YET_PER_PHOTO)
-        if unapplied:
-            raise ConfigError(config["photo_sheet"], f"photo {stem!r}: column(s) "
-                              f"{', '.join(unapplied)} are validated but not applied per photo "
-                              "by this version; leave them empty (the run's setting applies)")
     run_wide = effective_settings(config, {})
     return {stem: (effective_settings(config, rows[stem]) if rows.get(stem) else run_wide)
             for stem in inputs.images}
@@ -113,11 +109,19 @@ def parse_face_options(key: str):
                        max_faces=None if fields.get("max", "all") == "all" else int(fields["max"]))
 
 
-NOT_YET_PER_PHOTO = frozenset({"tone", "output_format"})
-
-
 def mode_of_settings(settings: Mapping[str, Any]) -> Mode:
     return Mode(with_scratch=settings["with_scratch"] in (True, "auto"), hr=bool(settings["hr"]))
+
+
+def final_extensions(settings: Mapping[str, Mapping[str, Any]],
+                     images: Mapping[str, str | Path]) -> dict[str, str]:
+    """stem -> the extension of the photo's final output (``png``, ``tif`` or ``jpg``), from its
+    own ``output_format`` (sheet row, else the run's; ``same`` follows the input file's
+    extension).  No file is opened."""
+    from oldphoto.layout import final_extension
+
+    return {stem: final_extension(settings[stem]["output_format"], source)
+            for stem, source in images.items()}
 
 
 def scheduling_environment(config: Mapping[str, Any]) -> dict[str, str]:

@@ -335,6 +335,98 @@ def summary_rows(summary: dict[str, Any] | None) -> list[dict[str, str]]:
     return rows
 
 
+def _yes_no(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else str(value)
+
+
+def _scratch_cell(given: Any, triage: Mapping[str, Any] | None, decided: bool) -> str:
+    """``with_scratch`` as given, and for ``auto`` the triage's decision: ``auto → yes``."""
+    if given != "auto":
+        return _yes_no(given)
+    if not decided:
+        return "auto → not decided yet"
+    if not isinstance(triage, Mapping) or "with_scratch" not in triage:
+        return "auto → decision unreadable"
+    return f"auto → {_yes_no(bool(triage['with_scratch']))}"
+
+
+def _triage_cell(triage: Any) -> str:
+    """The triage's one-sentence reason (it states the figures and thresholds that decided), or
+    its figures when a record has no reason."""
+    if not isinstance(triage, Mapping):
+        return ""
+    if triage.get("reason"):
+        return str(triage["reason"])
+    figures = []
+    for key, shown in (("line_score", "line score {:.3f}"), ("coverage", "coverage {:.2%}"),
+                       ("components", "{} component(s)")):
+        value = triage.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            figures.append(shown.format(value))
+    return ", ".join(figures)
+
+
+def _faces_cell(settings: Mapping[str, Any]) -> str:
+    """Face enhancement and the detector's options: ``yes: hog, upsample 1, at most 3``."""
+    if not settings.get("faces", True):
+        return "no"
+    options = [str(settings.get("face_detector", "hog")),
+               f"upsample {int(settings.get('face_upsample') or 0)}"]
+    if settings.get("only_center_face"):
+        options.append("centre face only")
+    max_faces = settings.get("max_faces")
+    options.append("every face" if max_faces is None else f"at most {int(max_faces)}")
+    return "yes: " + ", ".join(options)
+
+
+def _output_cell(settings: Mapping[str, Any], source: str | Path | None) -> str:
+    """The output format as set, the file extension it gives, and the JPEG quality if used."""
+    from oldphoto.layout import final_extension
+
+    output_format = str(settings.get("output_format", "png"))
+    text = output_format
+    try:
+        extension = final_extension(output_format, source or "")
+    except (KeyError, ValueError):
+        return text
+    if output_format == "same":
+        text += f" (.{extension})"
+    if extension == "jpg":
+        text += f", quality {settings.get('jpeg_quality', 95)}"
+    return text
+
+
+def settings_rows(summary: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """One rst-safe row per photo whose effective settings the summary records.
+
+    ``photo``; ``mode`` (the path it was restored in, after the triage); ``with_scratch`` as
+    given, with the triage's decision for ``auto`` (``auto → yes``); ``triage`` (its reason,
+    which states its figures); ``faces`` (with the detector's options); ``blending``; ``output`` (format, the
+    extension of ``same``, the JPEG quality when it is a JPEG); ``tone``; ``from_sheet`` (the
+    settings the photo's sheet row set, ``—`` when none: every value is the run's).
+    """
+    rows = []
+    for stem, entry in sorted(((summary or {}).get("photos") or {}).items()):
+        settings = entry.get("settings")
+        if not isinstance(settings, Mapping):
+            continue
+        decided = "triage" in entry
+        rows.append({key: rst_text(value) for key, value in {
+            "photo": stem,
+            "mode": entry.get("mode", ""),
+            "with_scratch": _scratch_cell(settings.get("with_scratch"), entry.get("triage"),
+                                          decided),
+            "triage": _triage_cell(entry.get("triage")),
+            "faces": _faces_cell(settings),
+            "blending": settings.get("face_blending", ""),
+            "output": _output_cell(settings, entry.get("input")),
+            "tone": settings.get("tone", ""),
+            "from_sheet": (", ".join(entry["from_sheet"]) or "—") if "from_sheet" in entry
+                          else "",
+        }.items()})
+    return rows
+
+
 def report_tables(summary_path: str | Path, benchmark_dir: str | Path) -> dict[str, Any]:
     """Everything the run-summary caption shows, computed when the report is built."""
     summary = load_summary(summary_path)
@@ -345,6 +437,7 @@ def report_tables(summary_path: str | Path, benchmark_dir: str | Path) -> dict[s
         "finished": rst_text((summary or {}).get("finished", "unknown")),
         "counts": {key: int(value) for key, value in counts.items()},
         "photos": summary_rows(summary),
+        "settings": settings_rows(summary),
         "skipped": [{"path": rst_text(item.get("path", "")),
                      "reason": rst_text(item.get("reason", ""))}
                     for item in (summary or {}).get("skipped", [])],

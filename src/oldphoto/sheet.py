@@ -16,9 +16,10 @@ photo's settings::
   take the run's settings everywhere.  Precedence, per setting: the photo's cell, then the run's
   config, then :data:`DEFAULTS` (:func:`effective_settings`).
 * Values: ``yes``/``no`` (``with_scratch`` also ``auto``), ``face_upsample`` 0/1/2, ``max_faces``
-  an integer ≥ 0, the others as listed in ``workflow/schemas/photo_sheet.schema.yaml``; matched
-  case-insensitively.  Trailing spaces and Windows line ends (CRLF) are tolerated, and so is a
-  UTF-8 byte-order mark (spreadsheets write one).
+  an integer ≥ 0, ``jpeg_quality`` an integer 1-100, the others as listed in
+  ``workflow/schemas/photo_sheet.schema.yaml``; matched case-insensitively.  Trailing spaces and
+  Windows line ends (CRLF) are tolerated, and so is a UTF-8 byte-order mark (spreadsheets write
+  one).
 * Rows are numbered as the lines of the file (a spreadsheet shows the same numbers): every error
   names the sheet, the row, the column and the value.
 
@@ -34,7 +35,7 @@ comment); it takes the run's settings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from oldphoto.errors import ConfigError
 
@@ -44,7 +45,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("photo", "with_scratch", "hr", "faces")
 #: Every column a sheet may have, in the order the starter sheet writes them.  Each setting
 #: column is the config key of the same name.
 COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + (
-    "tone", "output_format", "face_blending", "face_detector", "face_upsample",
+    "tone", "output_format", "jpeg_quality", "face_blending", "face_detector", "face_upsample",
     "only_center_face", "max_faces")
 
 #: The per-photo settings (every column but ``photo``).
@@ -58,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "faces": True,
     "tone": "official",
     "output_format": "png",
+    "jpeg_quality": 95,
     "face_blending": "official",
     "face_detector": "hog",
     "face_upsample": 0,
@@ -91,7 +93,7 @@ def _typed(column: str, value: str) -> Any:
         return "auto" if value == "auto" else _YES_NO[value]
     if column in ("hr", "faces", "only_center_face"):
         return _YES_NO[value]
-    if column in ("face_upsample", "max_faces"):
+    if column in ("face_upsample", "max_faces", "jpeg_quality"):
         return int(value)
     return value
 
@@ -106,6 +108,8 @@ def _describe_error(error: Any, schema: Mapping[str, Any]) -> str:
         return "expected one of " + ", ".join(spec["enum"])
     if column == "max_faces":
         return "expected a whole number ≥ 0"
+    if column == "jpeg_quality":
+        return "expected a whole number from 1 to 100"
     return error.message
 
 
@@ -130,7 +134,8 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
         schema_path: the row schema (default :func:`default_schema_path`).
 
     Each row's dict holds only its non-empty cells, typed: ``with_scratch`` True/False/``"auto"``,
-    ``hr``/``faces``/``only_center_face`` bool, ``face_upsample``/``max_faces`` int, the others
+    ``hr``/``faces``/``only_center_face`` bool, ``face_upsample``/``max_faces``/``jpeg_quality``
+    int, the others
     the (lower-case) string.  Every listed photo has an entry, possibly empty.
 
     Raises:
@@ -251,6 +256,7 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
         "# with_scratch: yes | no | auto (the scratch detector's mask decides)",
         "# hr, faces, only_center_face: yes | no",
         "# tone: keep | official    output_format: png | tiff | jpeg | same",
+        "# jpeg_quality: 1-100 (only used when the photo's final output is a JPEG)",
         "# face_blending: official | adaptive    face_detector: hog | cnn",
         "# face_upsample: 0 | 1 | 2 (finds smaller faces, slower)",
         "# max_faces: enhance at most this many faces, the largest first",
@@ -270,8 +276,26 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
     return names
 
 
+class PhotoSettings(dict):
+    """One photo's effective settings (setting -> value), as :func:`effective_settings` makes
+    them, knowing which of them its row of the photo sheet set.
+
+    A plain dict for every other use (params, ``run_summary.json``); ``from_sheet`` holds the
+    settings whose value is the photo's sheet cell, the others are the run's (its config, or
+    :data:`DEFAULTS` where the config has no value).
+    """
+
+    def __init__(self, values: Mapping[str, Any], from_sheet: Iterable[str] = ()) -> None:
+        super().__init__(values)
+        self.from_sheet: frozenset[str] = frozenset(from_sheet)
+
+    def source(self, key: str) -> str:
+        """``"sheet"`` (the photo's row set it) or ``"run"`` (the run's setting)."""
+        return "sheet" if key in self.from_sheet else "run"
+
+
 def effective_settings(run_config: Mapping[str, Any],
-                       overrides: Mapping[str, Any]) -> dict[str, Any]:
+                       overrides: Mapping[str, Any]) -> PhotoSettings:
     """One photo's settings: for each of :data:`SETTINGS`, the photo's sheet cell if it has one,
     else the run's config value, else :data:`DEFAULTS`.
 
@@ -289,4 +313,4 @@ def effective_settings(run_config: Mapping[str, Any],
             settings[key] = run_config[key]
         else:
             settings[key] = DEFAULTS[key]
-    return settings
+    return PhotoSettings(settings, from_sheet=overrides)

@@ -127,10 +127,13 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     photos: dict[str, Any] = {}
     for stem, source in sorted(inputs.images.items()):
         entry: dict[str, Any] = {"input": display_path(source)}
-        if settings is not None and stem in settings:
-            # the photo's effective settings (its sheet row, else the run's) and its decisions
-            entry["settings"] = dict(settings[stem])
-            mode = Mode(settings[stem]["with_scratch"] in (True, "auto"), bool(settings[stem]["hr"]))
+        photo = (settings or {}).get(stem)
+        if photo is not None:
+            # the photo's effective settings (its sheet row, else the run's), which of them its
+            # sheet row set, and its decisions
+            entry["settings"] = dict(photo)
+            entry["from_sheet"] = sorted(getattr(photo, "from_sheet", ()))
+            mode = Mode(photo["with_scratch"] in (True, "auto"), bool(photo["hr"]))
             entry["mode"] = mode.key
         triage = Path(layout.triage(stem))
         if triage.is_file():
@@ -147,7 +150,8 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
                 entry["faces"] = face_count(record)
             except (OSError, ValueError, KeyError):
                 entry["faces"] = None
-        final = layout.final(stem, final_extension(config.get("output_format", "png"), source))
+        output_format = (photo or config).get("output_format", "png")
+        final = layout.final(stem, final_extension(output_format, source))
         if Path(final).is_file() and stem not in failures:
             entry["status"] = "restored"
         elif stem in failures:

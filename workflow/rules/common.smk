@@ -17,7 +17,7 @@ if SRC not in sys.path:
 
 from oldphoto import dag  # noqa: E402
 from oldphoto.errors import OldPhotoError  # noqa: E402
-from oldphoto.layout import Layout, final_extension  # noqa: E402
+from oldphoto.layout import Layout  # noqa: E402
 from oldphoto.mode import Mode  # noqa: E402
 
 # `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
@@ -44,9 +44,8 @@ except OldPhotoError as err:
     raise WorkflowError(err.one_line())
 
 IMAGES = sorted(INPUTS.images)
-# The extension of each photo's final output (output_format; `same` follows the input's).
-FINAL_EXT = {image: final_extension(config["output_format"], path)
-             for image, path in INPUTS.images.items()}
+# The extension of each photo's final output (its output_format; `same` follows the input's).
+FINAL_EXT = dag.final_extensions(SETTINGS, INPUTS.images)
 PER_FACE = config["face_jobs"] == "per_face"
 
 # Scheduling settings reach the jobs through their environment, never through params.

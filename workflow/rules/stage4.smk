@@ -34,9 +34,9 @@ rule blend_faces:
         test_mode=get_test_mode,
         stretch=STRETCH,
         face_network=get_face_network,
-        output_format=config["output_format"],
-        tone=config["tone"],
-        jpeg_quality=config["jpeg_quality"],
+        output_format=photo_setting("output_format"),
+        tone=photo_setting("tone"),
+        jpeg_quality=photo_setting("jpeg_quality"),
         carry_metadata=config["carry_metadata"],
         # The report's views (their captions use title and backend too).
         preview_width=PREVIEW_WIDTH,
