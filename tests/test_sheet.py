@@ -245,3 +245,25 @@ def test_photo_settings_apply_every_column_and_name_each_final_extension(folder,
     assert settings["c"]["tone"] == "official" and not settings["c"].from_sheet
     assert dag.final_extensions(settings, inputs.images) == {
         "a": "tif", "group photo": "jpg", "c": "png"}
+
+
+def test_a_shards_run_accepts_the_other_shards_rows_and_uses_its_own(folder, tmp_path):
+    """The sheet is checked against the whole folder: with `shard: i/n` a row for a photo of
+    another shard is no error, and each shard's photos get their rows."""
+    from oldphoto import dag
+    from oldphoto.inputs import list_inputs
+
+    path = tmp_path / "photos.tsv"
+    path.write_text(f"{HEADER}\ttone\n" + "".join(
+        f"{name}\t\t\t\tkeep\n" for name in ("a.png", "c.TIF", "group photo.jpg")),
+        encoding="utf-8")
+    whole = list_inputs(folder)
+    seen = {}
+    for index in (1, 2, 3):
+        run = {"photo_sheet": str(path), "input_dir": str(folder), "with_scratch": False,
+               "hr": False, "tone": "official", "shard": f"{index}/3"}
+        shard = dag.shard_inputs(run, whole)
+        settings = dag.photo_settings(run, shard, whole)
+        assert set(settings) == set(shard.images)
+        seen.update({stem: s["tone"] for stem, s in settings.items()})
+    assert seen == {"a": "keep", "c": "keep", "group photo": "keep"}

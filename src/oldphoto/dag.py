@@ -70,19 +70,21 @@ def run_mode(config: Mapping[str, Any]) -> Mode:
     return Mode(with_scratch=config["with_scratch"] in (True, "auto"), hr=bool(config["hr"]))
 
 
-def photo_settings(config: Mapping[str, Any], inputs) -> dict[str, PhotoSettings]:
+def photo_settings(config: Mapping[str, Any], inputs, folder=None) -> dict[str, PhotoSettings]:
     """Every photo's effective per-photo settings: its row of the photo sheet (``photo_sheet``),
     else the run's config (:func:`oldphoto.sheet.effective_settings`; each knows which of its
     values its sheet row set, for the summary and the report).
 
     Photos without a row share one dict (a run of 100,000 photos builds one, not 100,000).
-    Raises ConfigError (row, column, value) for a bad sheet, before any work.
+    Raises ConfigError (row, column, value) for a bad sheet, before any work.  The sheet is
+    checked against the whole input ``folder`` (default: ``inputs``): a shard's run accepts the
+    rows of the other shards' photos and uses its own.
     """
     from oldphoto.sheet import effective_settings, read_sheet
 
     rows: dict[str, dict[str, Any]] = {}
     if config.get("photo_sheet"):
-        rows = read_sheet(config["photo_sheet"], inputs.images, config["input_dir"])
+        rows = read_sheet(config["photo_sheet"], (folder or inputs).images, config["input_dir"])
     run_wide = effective_settings(config, {})
     return {stem: (effective_settings(config, rows[stem]) if rows.get(stem) else run_wide)
             for stem in inputs.images}
@@ -229,15 +231,24 @@ def read_manifest(path: str | Path, input_dir: str | Path):
                     [(Path(p), r) for p, r in data["skipped"]])
 
 
-def load_inputs(config: Mapping[str, Any], manifest: str | Path, *, reuse_manifest: bool):
-    """The run's photos: from the manifest (cluster jobs) or the folder (the main process)."""
+def load_folder(config: Mapping[str, Any], manifest: str | Path, *, reuse_manifest: bool):
+    """Every photo of the input folder: from the manifest (cluster jobs) or the folder itself
+    (the main process, once per run)."""
     inputs = read_manifest(manifest, config["input_dir"]) if reuse_manifest else None
-    if inputs is None:
-        inputs = discover_inputs(config["input_dir"])
+    return discover_inputs(config["input_dir"]) if inputs is None else inputs
+
+
+def shard_inputs(config: Mapping[str, Any], folder):
+    """The photos this run restores: the folder's, or its shard's (``shard: i/n``)."""
     shard = parse_shard(config.get("shard"))
-    if shard is not None:
-        inputs = inputs._replace(images=select_shard(inputs.images, shard))
-    return inputs
+    if shard is None:
+        return folder
+    return folder._replace(images=select_shard(folder.images, shard))
+
+
+def load_inputs(config: Mapping[str, Any], manifest: str | Path, *, reuse_manifest: bool):
+    """The run's photos (:func:`load_folder`, then :func:`shard_inputs`)."""
+    return shard_inputs(config, load_folder(config, manifest, reuse_manifest=reuse_manifest))
 
 
 def stems_regex(stems: Iterable[str]) -> str:

@@ -29,10 +29,11 @@ MANIFEST = f"{L.run_dir}/{dag.manifest_name(config.get('shard'))}"
 
 try:
     # Cluster jobs re-read the Snakefile: they take the main process's input discovery.
-    INPUTS = dag.load_inputs(config, MANIFEST, reuse_manifest=workflow.remote_exec)
+    FOLDER = dag.load_folder(config, MANIFEST, reuse_manifest=workflow.remote_exec)
+    INPUTS = dag.shard_inputs(config, FOLDER)  # the folder, or its shard (shard: i/n)
     RUN_MODE = dag.run_mode(config)
     # Each photo's settings: its row of the photo sheet, else the run's (validated here).
-    SETTINGS = dag.photo_settings(config, INPUTS)
+    SETTINGS = dag.photo_settings(config, INPUTS, FOLDER)
     MODES = {image: dag.mode_of_settings(s) for image, s in SETTINGS.items()}
     AUTO = {image for image, s in SETTINGS.items() if s["with_scratch"] == "auto"}
     # auto photos may take the quality path: their backend needs its networks too
@@ -288,7 +289,7 @@ for _function in [f for n, f in list(globals().items()) if n.startswith("get_") 
 onstart:
     from oldphoto import summary
 
-    dag.write_manifest(MANIFEST, config["input_dir"], INPUTS)
+    dag.write_manifest(MANIFEST, config["input_dir"], FOLDER)
     summary.announce(config, BACKEND, INPUTS, MODES)
 
 
