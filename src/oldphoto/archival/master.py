@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,21 +101,22 @@ def exiftool_path() -> str:
 
 
 def run_exiftool(args: list[str], path: str | Path | None, *, timeout: float = 120) -> bytes:
-    """Run exiftool with ``args`` (passed through an argument file on stdin); its stdout.
+    """Run exiftool with ``args``; its stdout.
 
-    ``path`` names the file in the error raised when exiftool fails.  Arguments go through
-    ``-@ -`` so that no value is ever parsed by a shell or limited by the command-line length.
+    ``path`` names the file in the error raised when exiftool fails.  Arguments go to this
+    process's long-lived exiftool (:mod:`oldphoto.archival.exiftool`) one per line, so that no
+    value is ever parsed by a shell or limited by the command-line length, and exiftool starts
+    once per worker, not three times per photo.
     """
-    argfile = "\n".join(args).encode("utf-8") + b"\n"
+    from oldphoto.archival.exiftool import ExifToolError, session
+
     try:
-        proc = subprocess.run([exiftool_path(), "-@", "-"], input=argfile, capture_output=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+        return session(exiftool_path()).run(args, timeout=timeout)
+    except TimeoutError:
         raise BadImageError(path, f"exiftool did not finish within {timeout:g} s") from None
-    if proc.returncode != 0:
-        message = " ".join(proc.stderr.decode("utf-8", "replace").split())[:300]
-        raise BadImageError(path, f"exiftool failed: {message or f'exit {proc.returncode}'}")
-    return proc.stdout
+    except ExifToolError as err:
+        message = " ".join(err.stderr.decode("utf-8", "replace").split())[:300]
+        raise BadImageError(path, f"exiftool failed: {message or str(err)}") from None
 
 
 def _carried(key: str) -> bool:
