@@ -19,7 +19,7 @@ from PIL import Image
 from oldphoto import scratch
 from oldphoto.errors import BadImageError
 
-DATA = Path(__file__).parent / "data" / "pipeline" / "stage1"
+DATA = Path(__file__).parents[1] / "data" / "pipeline" / "stage1"
 STEMS = ["old_h", "scratch_c", "scratch_d"]
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from oldphoto import faces
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pipeline" / "faces"
 SAMPLES = REPO / "resources" / "samples"
 # Golden inputs: four are byte-identical to the bundled samples, two are crops (see tests/data/pipeline/faces/README.md).

@@ -18,7 +18,7 @@ from PIL import Image
 
 from oldphoto import blend
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pipeline" / "faces"
 SAMPLES = REPO / "resources" / "samples"
 INPUTS = {  # byte-identical golden inputs (see tests/data/pipeline/faces/README.md)

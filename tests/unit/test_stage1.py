@@ -22,7 +22,7 @@ from oldphoto import restore
 from oldphoto.errors import BadImageError
 from oldphoto.tensors import clamp_to_uint8, normalise, official_stretch, to_network, to_tensor
 
-DATA = Path(__file__).parent / "data" / "pipeline" / "stage1"
+DATA = Path(__file__).parents[1] / "data" / "pipeline" / "stage1"
 QUALITY_STEMS = ["old_a", "g_crop303x206"]
 SCRATCH_STEMS = ["old_h", "scratch_c", "scratch_d"]
 MODE_FOLDERS = {"Full": "stage1_full", "Scale": "stage1_scale", "Crop": "stage1_crop"}
