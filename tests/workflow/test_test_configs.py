@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, dry_run_jobs
 
 TEST_DIR = REPO / ".test"
 CONFIGS = sorted((TEST_DIR / "config").glob("*.yaml"))
@@ -44,21 +44,6 @@ def snakemake(work: Path, config: Path, *args: str, timeout: float = 300):
                           timeout=timeout, env=env)
 
 
-def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts per rule from a dry run's summary table."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in (proc.stdout + proc.stderr).splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-        elif in_table and len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-        elif in_table and parts and not set(parts[0]) <= {"-"}:
-            in_table = False
-    return counts
-
-
 def test_test_configs_are_there():
     assert {c.stem for c in CONFIGS} == set(EXPECTED)
     assert len(PHOTOS) == 2
@@ -74,7 +59,7 @@ def test_test_config_dry_runs(tmp_path, config):
     work = copy_of_test_dir(tmp_path)
     proc = snakemake(work, work / "config" / config.name, "-n", "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    counts = job_counts(proc)
+    counts = dry_run_jobs(proc)
     for rule in EXPECTED[config.stem]:
         assert counts.get(rule) == len(PHOTOS), (rule, counts)
 
