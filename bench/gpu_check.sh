@@ -2,8 +2,8 @@
 # GPU checks for a lent GPU machine, at most ~8 minutes: results into bench/results/gpu_check.md.
 #   bash bench/gpu_check.sh            (from the repository root, after scripts/install.sh with a
 #                                       CUDA build of torch 2.13.0 or the CPU one for a dry run)
-# 1. every network golden on CUDA with TF32 off (tests/test_nets.py with OLDPHOTO_TEST_DEVICE=cuda
-#    where supported, and the CUDA-only device test);  2. the slot picker with one GPU and two jobs
+# 1. every network golden on CUDA with TF32 off (tests/unit/test_nets.py with
+#    OLDPHOTO_TEST_DEVICE=cuda where supported, and the CUDA-only device test);  2. the slot picker with one GPU and two jobs
 #    per GPU through the real workflow;  3. the warm worker on CUDA (a pretrained run's logs say
 #    "already loaded" and "device: cuda");  4. the scale bench at 1,000 tiny photos;  5. the 12
 #    samples' throughput.  Each step has its own time cap; a failed step is recorded, not fatal.
@@ -26,9 +26,9 @@ step() {  # step NAME SECONDS COMMAND...
     echo "| step | result | wall | command |"
     echo "| --- | --- | --- | --- |"
 } >> "$OUT"
-step goldens 120 "$PY" -m pytest -q tests/test_nets.py tests/test_devices.py -k "cuda or golden"
-step slots 120 "$PY" -m pytest -q tests/test_gpu_slots_workflow.py
-step worker 90 "$PY" -m pytest -q tests/test_workflow_pretrained.py -k per_image
+step goldens 120 "$PY" -m pytest -q tests/unit/test_nets.py tests/unit/test_devices.py -k "cuda or golden"
+step slots 120 "$PY" -m pytest -q tests/workflow/test_gpu_slots_workflow.py
+step worker 90 "$PY" -m pytest -q tests/workflow/test_workflow_pretrained.py -k per_image
 step scale 150 "$PY" bench/scale.py --photos 1000 --timeout 140 --out "$OUT"
 step throughput 90 "$PY" bench/throughput.py --runs quality --repeat 1
 echo "results in $OUT (tails of the logs in $OUT.details)" >&2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -82,6 +83,39 @@ def make_tiny_photos(folder: Path) -> dict[str, Path]:
         made["scratched"] = folder / "scratched.png"
         small.save(made["scratched"])
     return made
+
+
+def dry_run_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from a dry run's summary table."""
+    counts: dict[str, int] = {}
+    text = proc.stdout + proc.stderr
+    in_table = False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif parts and not set(parts[0]) <= {"-"}:
+                in_table = False
+    return counts
+
+
+def slurm_unavailable() -> str | None:
+    """Why the SLURM tests cannot run here (no cluster answers, no executor plugin), or None."""
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"sinfo does not answer ({err}); start a cluster with scripts/cluster/slurm-up.sh"
+    if proc.returncode != 0 or "up" not in proc.stdout.split():
+        return f"sinfo does not answer: {proc.stderr.strip() or proc.stdout.strip()}"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed (pip install '.[slurm]')"
+    return None
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Handlers for tests/test_worker.py: small tasks that exercise each way a request can end."""
+"""Handlers for tests/unit/test_worker.py: small tasks that exercise each way a request can end."""
 
 from __future__ import annotations
 

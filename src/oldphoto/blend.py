@@ -1,20 +1,27 @@
 """Stage 4: paste enhanced faces back into the photo, bit-exact with the official
-``align_warp_back_multiple_dlib(_HR).py`` (PIPELINE_FACTS §5), with three deliberate changes:
+``align_warp_back_multiple_dlib(_HR).py`` (docs/reference_facts.md#warp-back-and-blending),
+with three deliberate changes (the bug numbers are those of
+docs/reference_facts.md#official-behaviour-that-looks-like-a-bug):
 
-* **No re-detection (B13).** The similarity matrix of every face comes from the stage-2 record;
-  the official script re-detects and pairs crops by index, which gives the same matrices.
-* **B11 fix.** The back-warp of the forward mask runs on a float copy, as skimage 0.18 did; the
-  official script crashes on skimage ≥ 0.19 (uint8 ``mask *= 255.0``). Nothing else changes.
-* **A missing enhanced face (B5)** keeps that face unenhanced and yields a note, instead of
-  aborting the whole image.
+* **No re-detection (B13, docs/reference_facts.md#b13-stage-4-re-detects-faces).** The
+  similarity matrix of every face comes from the stage-2 record; the official script re-detects
+  and pairs crops by index, which gives the same matrices.
+* **B11 fix** (docs/reference_facts.md#b11-the-warp-back-crashes-on-scikit-image-019-and-later).
+  The back-warp of the forward mask runs on a float copy, as skimage 0.18 did; the official
+  script crashes on skimage ≥ 0.19 (uint8 ``mask *= 255.0``). Nothing else changes.
+* **A missing enhanced face** (B5,
+  docs/reference_facts.md#b5-a-missing-enhanced-face-aborts-stage-4) keeps that face unenhanced
+  and yields a note, instead of aborting the whole image.
 
 Per face, in detector order (later faces are drawn over earlier ones), with ``T`` the stage-2
 matrix (aligned → image) and ``image`` the photo *before* any face was pasted:
 
-1. histogram reference = ``warp(image, T)`` bilinear in [0, 255], **truncated** to uint8 (B12);
+1. histogram reference = ``warp(image, T)`` bilinear in [0, 255], **truncated** to uint8
+   (B12, docs/reference_facts.md#b12-rounding-is-inconsistent);
 2. forward mask = ``warp(ones, T)`` nearest: where the S×S crop samples inside the image;
 3. the enhanced face is histogram-matched to the reference, per channel (CDF look-up table,
-   black border pixels included in the counts, B14);
+   black border pixels included in the counts, B14,
+   docs/reference_facts.md#b14-the-blend-mask-is-the-square-crop-footprint);
 4. warped back with ``warp(matched, T⁻¹)`` bicubic (skimage Catmull-Rom, a = −0.5);
 5. the back-warped forward mask (nearest) is eroded and Gaussian-blurred into a soft mask;
 6. ``canvas = clip((warped·m + (1 − m)·canvas)/255, 0, 1)·255`` in float64.

@@ -1,10 +1,10 @@
 """Stage 3 glue: aligned face → generator tensor → enhanced face, as the official ``test_face.py``.
 
 The face generator itself is a black box (``oldphoto.nets``); this module only reproduces the data
-handling around it (PIPELINE_FACTS §4): an optional bicubic resize to the load size (an identity
-for stage-2 crops), ``ToTensor`` and ``Normalize(0.5, 0.5)`` in float32, and the save rule
-``floor(clamp((g + 1)/2, 0, 1)·255 + 0.5)``.  The official parsing-map label is all zeros and
-ignored by the generator, so it is not built here.
+handling around it (docs/reference_facts.md#face-enhancement-glue): an optional bicubic resize
+to the load size (an identity for stage-2 crops), ``ToTensor`` and ``Normalize(0.5, 0.5)`` in
+float32, and the save rule ``floor(clamp((g + 1)/2, 0, 1)·255 + 0.5)``.  The official parsing-map
+label is all zeros and ignored by the generator, so it is not built here.
 """
 
 from __future__ import annotations

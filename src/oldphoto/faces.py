@@ -15,8 +15,9 @@ at 3-4× / 10-16× the time (``bench/results/face_detectors.md``); ``only_center
 ``max_faces`` choose which detections are aligned (:func:`select_faces`).
 
 The matrix ``T`` of every face maps aligned-crop (x, y) to image (x, y); it is exactly the inverse
-map ``warp`` wants, and stage 4 reuses it from the stage-2 JSON instead of re-detecting (B13).
-Facts: PIPELINE_FACTS §3.
+map ``warp`` wants, and stage 4 reuses it from the stage-2 JSON instead of re-detecting
+(docs/reference_facts.md#b13-stage-4-re-detects-faces).
+Facts: docs/reference_facts.md#face-detection-and-alignment.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 The networks are black boxes.  The official chain is ``decoder(mapping(encoder(x)))`` for the
 quality path and ``decoder(mapping(encoder(x), mask))`` for the scratch paths (VAE_A encoder,
-a mapping network, VAE_B decoder; NETWORKS.md §1, §4).  :func:`global_generator` composes the
-three into one :class:`Generator` callable ``generator(x, mask) -> y`` and every other function
-here takes that callable, so tests can replace the whole chain by a fake.
+a mapping network, VAE_B decoder; docs/reference_facts.md#global-networks).
+:func:`global_generator` composes the three into one :class:`Generator` callable
+``generator(x, mask) -> y`` and every other function here takes that callable, so tests can
+replace the whole chain by a fake.
 
-Paths (PIPELINE_FACTS §1):
+Paths (docs/reference_facts.md#stage-1-restoration-glue):
 
 * **Quality** (no scratch): :func:`prepare_quality_input` resizes the photo to the network grid
   (``test_mode`` ``"Full"`` — what run.py uses —, ``"Scale"`` or ``"Crop"``), then
@@ -17,10 +18,12 @@ Paths (PIPELINE_FACTS §1):
   the generator gets the hole image and the full-resolution ``1×1×H×W`` {0,1} mask.
 
 Outputs (the official ``origin/``, ``input_image/``, ``restored_image/``) are all at the network
-size: nothing is resized back (bug B3, reproduced).  ``input_image`` is the min/max-stretched
-network input (a debug image, not the input) and ``restored_image`` is, by default, the
-min/max-stretched output (bug B2, reproduced because the face stages consume it;
-``stretch="clamp"`` is the alternative).  See :mod:`oldphoto.tensors`.
+size: nothing is resized back (bug B3, reproduced;
+docs/reference_facts.md#b3-the-output-is-never-resized-back).  ``input_image`` is the
+min/max-stretched network input (a debug image, not the input) and ``restored_image`` is, by
+default, the min/max-stretched output (bug B2,
+docs/reference_facts.md#b2-stage-1-outputs-are-min-max-stretched, reproduced because the face
+stages consume it; ``stretch="clamp"`` is the alternative).  See :mod:`oldphoto.tensors`.
 
 Minimum sizes: Full mode needs both sides ≥ 3 px (a side of 1 or 2 px rounds to 0), otherwise
 :class:`oldphoto.errors.BadImageError` is raised with ``path=None`` for the caller to fill in.
@@ -113,7 +116,8 @@ def global_generator(encoder: Callable[..., Any], mapping: Callable[..., Any],
 
 
 # ---------------------------------------------------------------------------------------------
-# Geometry of the quality path (PIPELINE_FACTS §1.2).  round() is Python's: halves to even.
+# Geometry of the quality path (docs/reference_facts.md#quality-path-geometry).
+# round() is Python's: halves to even.
 
 
 def _round_to_multiple(value: float, multiple: int) -> int:
@@ -152,7 +156,9 @@ def crop_resize_size(w: int, h: int) -> Size:
 
     Unchanged if both sides are ≥ 256; otherwise the short side becomes 256 and the long side
     ``int(256*long/short)`` (torchvision ``Resize(256)``).  The official code used the removed
-    ``transforms.Scale`` here and crashes (bug B10); this is the fix.  303×206 → 376×256.
+    ``transforms.Scale`` here and crashes (bug B10,
+    docs/reference_facts.md#b10-crop-mode-crashes-on-small-photos); this is the fix.
+    303×206 → 376×256.
     """
     if w <= 0 or h <= 0:
         raise BadImageError(None, f"image too small: {w}×{h} px")
@@ -218,7 +224,7 @@ def prepare_quality_input(rgb: np.ndarray, test_mode: TestMode = "Full") -> np.n
 
 
 # ---------------------------------------------------------------------------------------------
-# Scratch path helpers (PIPELINE_FACTS §1.3)
+# Scratch path helpers (docs/reference_facts.md#scratch-path)
 
 
 def dilate_mask(mask: np.ndarray, iterations: int = HR_MASK_DILATION) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Stage 1, scratch detection: the glue of the official ``Global/detection.py`` around the U-Net.
 
-Steps (PIPELINE_FACTS §2, run.py's ``--input_size full_size``):
+Steps (docs/reference_facts.md#scratch-detection, run.py's ``--input_size full_size``):
 
 1. :func:`detection_input` — the RGB photo is resized with PIL ``BICUBIC`` to sides rounded to
    multiples of 16 (:func:`detection_size`, only if that changes the size).  This ``rgb16`` image
@@ -13,11 +13,12 @@ Steps (PIPELINE_FACTS §2, run.py's ``--input_size full_size``):
 3. :func:`detect_scratches` — ``P = sigmoid(unet(x))``, resized back to ``H×W`` with torch's
    legacy ``nearest`` (source index ``floor(dst·in/out)``), thresholded at ``P ≥ 0.4``.
 
-Deliberate difference (bug B1): the official script saves the mask through
-``save_image(normalize=True)``, whose min/max stretch turns an *all-scratch* mask into an all-zero
-one.  Here the mask is ``255·(P ≥ 0.4)`` directly; every other mask is identical to the official
-file.  Files are still written the official way, as 3-channel RGB PNGs (:func:`mask_to_rgb`) and
-read back through channel 0 (:func:`mask_from_file_array`).
+Deliberate difference (bug B1,
+docs/reference_facts.md#b1-an-all-scratch-mask-is-saved-as-all-zeros): the official script saves
+the mask through ``save_image(normalize=True)``, whose min/max stretch turns an *all-scratch* mask
+into an all-zero one.  Here the mask is ``255·(P ≥ 0.4)`` directly; every other mask is identical
+to the official file.  Files are still written the official way, as 3-channel RGB PNGs
+(:func:`mask_to_rgb`) and read back through channel 0 (:func:`mask_from_file_array`).
 
 Minimum size: both sides ≥ 9 px (a side of 8 px or less rounds to 0 on the /16 grid); smaller
 photos raise :class:`oldphoto.errors.BadImageError` with ``path=None`` for the caller to fill in.

@@ -3,14 +3,16 @@
 The official scripts convert images with torchvision's ``ToTensor`` + ``Normalize(0.5, 0.5)`` and
 write tensors with ``torchvision.utils.save_image``.  torchvision cannot be imported next to the CPU
 build of torch, so the few operations used are re-implemented here, op for op in float32 torch, so
-that results are bit-exact with the official outputs (PIPELINE_FACTS §1.4, §2.2, §4, §8):
+that results are bit-exact with the official outputs
+(docs/reference_facts.md#torchvision-conversions):
 
 * :func:`to_tensor` — ``ToTensor``: ``uint8 / 255`` in float32, laid out ``1×C×H×W``;
 * :func:`normalise` — ``Normalize([0.5], [0.5])``: ``(x − 0.5) / 0.5``, range [-1, 1];
 * :func:`save_image_array` — ``save_image(t, padding=0, normalize=…)`` to a uint8 ``H×W×3`` array;
 * :func:`official_stretch` — how stage 1 writes ``input_image/`` and ``restored_image/``:
   ``save_image((t + 1) / 2, normalize=True)``, a min/max stretch over the whole tensor (bug B2,
-  reproduced on purpose because the face stages consume it);
+  docs/reference_facts.md#b2-stage-1-outputs-are-min-max-stretched, reproduced on purpose because
+  the face stages consume it);
 * :func:`clamp_to_uint8` — ``save_image((t + 1) / 2)`` without normalize: the clamp alternative for
   stage 1, and exactly the rule stage 3 uses to write enhanced faces.
 

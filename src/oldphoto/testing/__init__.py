@@ -5,7 +5,7 @@
   in the official layout (these are NOT the official weights).
 * :mod:`oldphoto.testing.degrade` -- synthetic old-photo degradations with a known ground truth.
 
-Nothing under ``oldphoto`` outside this package imports it (``tests/test_layering.py`` checks
+Nothing under ``oldphoto`` outside this package imports it (``tests/unit/test_layering.py`` checks
 that importing the production modules leaves ``oldphoto.testing`` out of ``sys.modules``), so the
 restoration can never run on test weights by accident.
 """

@@ -1,8 +1,8 @@
 """Scratch detection glue (oldphoto.scratch) against the official goldens.
 
 The goldens in tests/data/pipeline/stage1/scratch_detection*/ were made by the official
-Global/detection.py (``--input_size full_size``) with the fake U-Net of PIPELINE_FACTS §6,
-``logits = 12*(x − 0.6)`` (the constant 5.0 for the all-ones case).  Sizes, the detection-sized
+Global/detection.py (``--input_size full_size``) with the fake U-Net of
+docs/reference_facts.md#golden-data, ``logits = 12*(x − 0.6)`` (the constant 5.0 for the all-ones case).  Sizes, the detection-sized
 RGB image, the U-Net input and the masks are compared bit-exactly; the probabilities with the
 facts' tolerance for float intermediates (atol 1e-5).
 """
@@ -19,12 +19,12 @@ from PIL import Image
 from oldphoto import scratch
 from oldphoto.errors import BadImageError
 
-DATA = Path(__file__).parent / "data" / "pipeline" / "stage1"
+DATA = Path(__file__).parents[1] / "data" / "pipeline" / "stage1"
 STEMS = ["old_h", "scratch_c", "scratch_d"]
 
 
 def fake_unet(x: torch.Tensor) -> torch.Tensor:
-    """The goldens' fake scratch U-Net (PIPELINE_FACTS §6)."""
+    """The goldens' fake scratch U-Net (docs/reference_facts.md#golden-data)."""
     return 12 * (x - 0.6)
 
 
@@ -107,6 +107,8 @@ def test_probability_matches_golden(stem):
 
 def test_all_scratch_photo_keeps_its_mask():
     """Bug B1 fixed on purpose: the official file for an all-scratch photo is all zeros.
+
+    (docs/reference_facts.md#b1-an-all-scratch-mask-is-saved-as-all-zeros)
 
     The official detection saves the mask through save_image(normalize=True); the min/max
     stretch of a constant all-ones mask divides 0 by 1e-5 and writes 0 everywhere, i.e. "no

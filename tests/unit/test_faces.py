@@ -11,10 +11,10 @@ from PIL import Image
 
 from oldphoto import faces
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pipeline" / "faces"
 SAMPLES = REPO / "resources" / "samples"
-# Golden inputs: four are byte-identical to the bundled samples, two are crops (see DATA/README).
+# Golden inputs: four are byte-identical to the bundled samples, two are crops (see tests/data/pipeline/faces/README.md).
 INPUTS = {
     "old_a": SAMPLES / "old" / "a.png",
     "old_h": SAMPLES / "old" / "h.png",

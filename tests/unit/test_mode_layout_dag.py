@@ -127,7 +127,7 @@ def test_job_client_imports_nothing_heavy():
             "heavy = {'numpy', 'torch', 'dlib', 'cv2', 'PIL'} & set(sys.modules); print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__)
-                                                                          .parents[1] / "src")))
+                                                                          .parents[2] / "src")))
     assert out.stdout.strip() == "set()"
 
 

@@ -39,7 +39,7 @@ from oldphoto.worker.protocol import (
     send_message,
 )
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
 HANDLER = "worker_handlers:handle"
 

@@ -1,4 +1,9 @@
-"""Stage 4 (oldphoto.blend) against the official goldens, fed with the stage-2 matrices (B13)."""
+"""Stage 4 (oldphoto.blend) against the official goldens, fed with the stage-2 matrices.
+
+Stage 4 reuses the stage-2 matrices instead of re-detecting (B13,
+docs/reference_facts.md#b13-stage-4-re-detects-faces); a missing enhanced face keeps that face unenhanced (B5,
+docs/reference_facts.md#b5-a-missing-enhanced-face-aborts-stage-4).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,10 @@ from PIL import Image
 
 from oldphoto import blend
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pipeline" / "faces"
 SAMPLES = REPO / "resources" / "samples"
-INPUTS = {  # byte-identical golden inputs (see DATA/README.md)
+INPUTS = {  # byte-identical golden inputs (see tests/data/pipeline/faces/README.md)
     "old_a": SAMPLES / "old" / "a.png",
     "old_h": SAMPLES / "old" / "h.png",
     "scratch_d": SAMPLES / "old_w_scratch" / "d.png",

@@ -21,7 +21,7 @@ import torch
 
 from oldphoto.testing.recipe import recipe_network
 
-GOLDEN = Path(__file__).parent / "data" / "networks" / "golden"
+GOLDEN = Path(__file__).parents[1] / "data" / "networks" / "golden"
 MARGIN = 1e-4
 
 # case -> (encoder, mapping, decoder); the mapping takes the mask when the case has one

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
+from conftest import REPO, dry_run_jobs, make_tiny_photos, run_snakemake, workflow_config
 
 pytestmark = pytest.mark.workflow
 
@@ -31,25 +31,6 @@ def outputs(out: Path) -> dict[str, bytes]:
             if path.is_file():
                 files[str(path.relative_to(out))] = path.read_bytes()
     return files
-
-
-def dry_run_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts per rule from a dry run's summary table."""
-    counts: dict[str, int] = {}
-    text = proc.stdout + proc.stderr
-    in_table = False
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-            continue
-        if in_table:
-            if len(parts) == 2 and parts[1].isdigit():
-                if parts[0] != "total":
-                    counts[parts[0]] = int(parts[1])
-            elif parts and not set(parts[0]) <= {"-"}:
-                in_table = False
-    return counts
 
 
 @pytest.fixture(scope="module")

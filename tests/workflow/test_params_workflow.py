@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_tiny_photos, run_snakemake, workflow_config
-from test_workflow import dry_run_jobs
+from conftest import dry_run_jobs, make_tiny_photos, run_snakemake, workflow_config
 
 pytestmark = pytest.mark.workflow
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from oldphoto import faces
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "resources" / "samples"
 GOLDEN_ALIGNED = REPO / "tests" / "data" / "pipeline" / "faces" / "aligned_std"
 # old/a.png: dlib HOG's (0 upsampling) box of its one face (tests/data/pipeline/faces goldens)

@@ -1,8 +1,8 @@
 """Stage-1 global restoration glue (oldphoto.restore, oldphoto.tensors) against the goldens.
 
 The goldens in tests/data/pipeline/stage1/ were made by the official Global/test.py with the fake
-restoration network of PIPELINE_FACTS §6, ``generated = 0.85*tanh(1.7*x) − 0.1``, in place of the
-whole encoder → mapping → decoder chain.  Every comparison here is bit-exact (0 differing pixels),
+restoration network of docs/reference_facts.md#golden-data, ``generated = 0.85*tanh(1.7*x) − 0.1``, in place
+of the whole encoder → mapping → decoder chain.  Every comparison here is bit-exact (0 differing pixels),
 including input_image/ and restored_image/, which pass through the float32 min/max stretch: the
 facts allow max |Δ| ≤ 1 on ≤ 0.1 % of pixels there, but this implementation does not need it.
 """
@@ -22,14 +22,14 @@ from oldphoto import restore
 from oldphoto.errors import BadImageError
 from oldphoto.tensors import clamp_to_uint8, normalise, official_stretch, to_network, to_tensor
 
-DATA = Path(__file__).parent / "data" / "pipeline" / "stage1"
+DATA = Path(__file__).parents[1] / "data" / "pipeline" / "stage1"
 QUALITY_STEMS = ["old_a", "g_crop303x206"]
 SCRATCH_STEMS = ["old_h", "scratch_c", "scratch_d"]
 MODE_FOLDERS = {"Full": "stage1_full", "Scale": "stage1_scale", "Crop": "stage1_crop"}
 
 
 def fake_generator(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The goldens' fake for the whole network chain (PIPELINE_FACTS §6)."""
+    """The goldens' fake for the whole network chain (docs/reference_facts.md#golden-data)."""
     return 0.85 * torch.tanh(1.7 * x) - 0.1
 
 
@@ -79,7 +79,8 @@ def test_scale_and_crop_geometry_examples():
     assert restore.scale_size(300, 300) == (256, 256)
     assert restore.crop_resize_size(298, 450) == (298, 450)
     assert restore.crop_box(298, 450) == (21, 97, 277, 353)
-    # B10 fixed: short side < 256 → short side 256, long side int(256*303/206) = 376.
+    # B10 fixed (docs/reference_facts.md#b10-crop-mode-crashes-on-small-photos):
+    # short side < 256 → short side 256, long side int(256*303/206) = 376.
     assert restore.crop_resize_size(303, 206) == (376, 256)
     assert restore.crop_box(303, 206) == (60, 0, 316, 256)
     assert restore.crop_resize_size(100, 1000) == (256, 2560)

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from test_slurm import _unavailable
+from conftest import slurm_unavailable as _unavailable
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -58,7 +58,7 @@ def block_mask(h: int, w: int) -> torch.Tensor:
 
 
 def outputs(name: str, net: torch.nn.Module) -> list[torch.Tensor]:
-    """A small forward of each network through its public interface (design.md)."""
+    """A small forward of each network through its public interface (docs/design.md)."""
     with torch.no_grad():
         if name == "detection":
             return [net(make_input(1, 1, 48, 64))]

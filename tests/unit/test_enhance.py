@@ -13,7 +13,7 @@ from PIL import Image
 
 from oldphoto import enhance
 
-DATA = Path(__file__).resolve().parent / "data" / "pipeline" / "faces"
+DATA = Path(__file__).resolve().parents[1] / "data" / "pipeline" / "faces"
 FACE_NAMES = ["old_a_1", "old_h_1", "old_h_tl_1", "scratch_d_1", "scratch_d_2",
               "scratch_d_top20_1", "scratch_d_top20_2"]
 SIZES = {"std": 256, "hr": 512}

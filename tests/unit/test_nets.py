@@ -22,7 +22,7 @@ from oldphoto.checkpoints import manifest
 from oldphoto.testing.recipe import (recipe_sha256, recipe_state_dict, recipe_weights,
                                      state_dict_sha256)
 
-GOLDEN = Path(__file__).parent / "data" / "networks" / "golden"
+GOLDEN = Path(__file__).parents[1] / "data" / "networks" / "golden"
 INDEX = json.loads((GOLDEN / "index.json").read_text())["cases"]
 NAMES = list(nets.REGISTRY)
 

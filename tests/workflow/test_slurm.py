@@ -14,7 +14,6 @@ OLDPHOTO_REQUIRE_SLURM=1 (.ci/run) those are failures instead.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import pytest
 import yaml
 
 from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
+from conftest import slurm_unavailable as _unavailable
 from oldphoto.tasks import NETWORK_TASKS as NETWORK_RULES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -40,19 +40,6 @@ STAGES = ("stage_1_restore_output", "stage_2_detection_output", "stage_3_face_ou
           "final_output")
 DEVICE_LINE = re.compile(r"device: fake GPU from Slurm job (\d+) \(CUDA_VISIBLE_DEVICES=(\d+)\), "
                          r"computing on cpu, 1 thread$")
-
-
-def _unavailable() -> str | None:
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True,
-                              timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"sinfo does not answer ({err}); start a cluster with scripts/cluster/slurm-up.sh"
-    if proc.returncode != 0 or "up" not in proc.stdout.split():
-        return f"sinfo does not answer: {proc.stderr.strip() or proc.stdout.strip()}"
-    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        return "snakemake-executor-plugin-slurm is not installed (pip install '.[slurm]')"
-    return None
 
 
 @dataclass
