@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +134,11 @@ def recipe_checkpoints(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("recipe-checkpoints")
     write_recipe_checkpoints(folder)
     return folder
+
+
+def embedded(report_html: str, name: str):
+    """A JSON variable of the report page (``<script id="results"> var results = {...};``)."""
+    match = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', report_html,
+                      re.S)
+    assert match, name
+    return json.loads(match.group(1))

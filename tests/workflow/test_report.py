@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
+from conftest import REPO, embedded, make_tiny_photos, run_snakemake, workflow_config
 from oldphoto import report
 from oldphoto.progress import Heartbeat
 
@@ -293,14 +293,6 @@ def assert_image(mime: str, data: bytes) -> tuple[int, int]:
         im.load()
         assert im.width > 0 and im.height > 0
         return im.size
-
-
-def embedded(report_html: str, name: str):
-    """A JSON variable of the report page (``<script id="results"> var results = {...};``)."""
-    match = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', report_html,
-                      re.S)
-    assert match, name
-    return json.loads(match.group(1))
 
 
 # The report is a React app: its content exists only after its scripts ran.  This probe, added

@@ -24,7 +24,7 @@ CONFIGS = sorted((TEST_DIR / "config").glob("*.yaml"))
 PHOTOS = sorted(p.stem for p in (TEST_DIR / "data").iterdir() if p.is_file())
 # Jobs each configuration must plan, per photo (on top of the stages every run has).
 EXPECTED = {
-    "config": {"restore_global", "detect_faces", "blend_faces"},
+    "config": {"restore_global", "detect_and_enhance_faces", "blend_faces"},
     "scratch": {"detect_scratches", "triage_scratches", "restore_global", "blend_faces"},
 }
 
@@ -51,6 +51,16 @@ def test_test_configs_are_there():
         values = yaml.safe_load(config.read_text(encoding="utf-8"))
         assert values["backend"] == "classical" and values["input_dir"] == "data"
         assert not Path(values["output_dir"]).is_absolute()
+
+
+@pytest.mark.workflow
+def test_lint_is_clean(tmp_path):
+    """`snakemake --lint` finds nothing to say about the workflow (README: Development)."""
+    work = copy_of_test_dir(tmp_path)
+    proc = snakemake(work, work / "config" / "config.yaml", "--lint")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in output, output[-4000:]
+    assert "your workflow is in a good condition" in output
 
 
 @pytest.mark.workflow

@@ -60,12 +60,14 @@ wildcard_constraints:
     name=r"[A-Za-z0-9_]+",
 
 
-def job_shell(task, *params, rule=None, name="image"):
-    """The shell line of a job: the client, its files, the rule's params (each one named)."""
+def job_shell(task, *params, rule_name=None, name="image"):
+    """The shell line of a job: the client (JOB, written in as it is), its files, the rule's
+    params (each one named)."""
+    client = JOB.replace("{", "{{").replace("}", "}}")
     settings = " ".join(f"p.{p}={{params.{p}:q}}" for p in params)
     return (
-        f"{{JOB}} {task} rule={rule or task} image={{wildcards.{name}:q}} log={{log:q}} "
-        f"threads={{threads}} {{params.files}} {settings}"
+        f"{client} {task} rule={rule_name or task} image={{wildcards.{name}:q}} "
+        f"log={{log:q}} threads={{threads}} {{params.files}} {settings}"
     )
 
 

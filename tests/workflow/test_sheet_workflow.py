@@ -21,9 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_tiny_photos, run_snakemake, workflow_config
-from test_report import embedded
-from test_workflow import dry_run_jobs
+from conftest import dry_run_jobs, embedded, make_tiny_photos, run_snakemake, workflow_config
 
 pytestmark = pytest.mark.workflow
 

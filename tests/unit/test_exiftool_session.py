@@ -19,7 +19,7 @@ from oldphoto.errors import BadImageError
 
 require_exiftool()
 
-SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
 def _alive(pid: int) -> bool:
