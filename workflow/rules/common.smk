@@ -223,6 +223,13 @@ def get_final_output():
     return [final_of(image) for image in IMAGES]
 
 
+def network_threads(kind):
+    """Threads of a network rule (``kind``: "global" or "face"): config threads where the
+    official networks run (torch's intra-op threads follow them), one for the classical backend,
+    whose jobs gain more from running side by side (bench/results/scale.md)."""
+    return config["threads"] if BACKEND[kind] == "pretrained" else 1
+
+
 def network_resources(mem_mb):
     return {"gpu": config["gpu_per_job"], "mem_mb": mem_mb}
 

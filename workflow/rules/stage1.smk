@@ -27,7 +27,7 @@ rule detect_scratches:
         backend=BACKEND["global"],
         preview_width=PREVIEW_WIDTH,
         title=get_title,
-    threads: config["threads"]
+    threads: network_threads("global")
     resources:
         **network_resources(mem_mb=3000),
         runtime=20,
@@ -78,7 +78,7 @@ rule restore_global:
         test_mode=get_test_mode,
         stretch=STRETCH,
         triage=get_triage,
-    threads: config["threads"]
+    threads: network_threads("global")
     resources:
         **network_resources(mem_mb=config["memory_budget_mb"]),
         runtime=60,

@@ -21,7 +21,7 @@ if PER_FACE:
             files=job_files,
             backend=BACKEND["face"],
             network=get_face_network,
-        threads: config["threads"]
+        threads: network_threads("face")
         resources:
             **network_resources(mem_mb=3000),
             runtime=10,
@@ -50,7 +50,7 @@ else:
             faces=get_faces,
             backend=BACKEND["face"],
             network=get_face_network,
-        threads: config["threads"]
+        threads: network_threads("face")
         resources:
             **network_resources(mem_mb=3000),
             runtime=20,
