@@ -61,8 +61,8 @@ RUNS = {
 }
 DEFAULT_RUNS = ["empty", "old", "old-hr", "scratch", "scratch-hr", "faces", "faces-hr",
                 "faces-per-image", "classical", "classical-scratch"]
-RULE_ORDER = ["detect_scratches", "restore_global", "detect_faces", "enhance_face", "enhance_faces",
-              "blend_faces"]
+RULE_ORDER = ["detect_scratches", "triage_scratches", "restore_global", "detect_faces",
+              "enhance_face", "detect_and_enhance_faces", "blend_faces"]
 
 
 def prepare_caches(workdir: Path, checkpoints: Path, cache: Path, names: list[str],

@@ -15,7 +15,6 @@ summary and the report read finished runs through them, and the CLI points users
       stage_3_face_output/each_img/<photo>_<k>.png              (face_jobs: per_face)
       final_output/<photo>.<ext>                                png | tif | jpg (output_format)
       provenance/<photo>.json                                   the per-photo sidecar
-      provenance/<photo>.derivation.json                        what the final-output job recorded
       report/{previews,masks,faces,changes}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
       .oldphoto/                                                run bookkeeping (input manifest)
 
@@ -106,10 +105,6 @@ class Layout:
     def sidecar(self, image: str) -> str:
         """The per-photo JSON sidecar: provenance, change statistics, stage timings."""
         return self._path(PROVENANCE, f"{image}.json")
-
-    def derivation(self, image: str) -> str:
-        """What the final-output job recorded (the provenance its XMP states), for the sidecar."""
-        return self._path(PROVENANCE, f"{image}.derivation.json")
 
     def log(self, rule: str, name: str) -> str:
         return self._path("logs", rule, f"{name}.log")

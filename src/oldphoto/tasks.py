@@ -179,7 +179,6 @@ def blend_faces(job: "Job") -> None:
     from oldphoto import stages
     from oldphoto.archival import final as archival
     from oldphoto.archival.tone import apply_tone_keep
-    from oldphoto.atomic import write_json
 
     restored = job.read_photo(job.input("restored")).rgb
     record = stages.read_record(stages.record_path(job.input("faces")))
@@ -203,12 +202,10 @@ def blend_faces(job: "Job") -> None:
         carry_metadata=job.params["carry_metadata"] in (True, "True", "true"),
         jpeg_quality=int(job.params["jpeg_quality"]), text=job.metadata(),
     )
-    write_json(job.output("derivation"), derivation)
     output = derivation["output"]
     job.log(f"wrote {output['file']}: {output['format']} {output['bits']}-bit, "
             f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}")
-    if "before_after" in job.outputs:
-        _write_views(job, record, derivation)
+    _write_views(job, record, derivation)
 
 
 # What shaped a final output, recorded in its provenance (the other params only name report

@@ -259,11 +259,10 @@ def get_change_map_inputs(wildcards):
 
 def stage4_outputs(ext):
     """The outputs of stage 4 for photos whose final output has extension ``ext``: the final
-    output and its derivation record, the report's views and the provenance sidecar."""
+    output, the report's views and the provenance sidecar."""
     return {
         "final": report(L.final("{image}", ext), caption="../report/final.rst",
                         category="Restored photos", labels={"photo": "{image}"}),
-        "derivation": L.derivation("{image}"),
         "before_after": report(L.preview("before-after", "{image}"),
                                caption="../report/preview.rst", category="Gallery",
                                labels={"photo": "{image}"}),
