@@ -49,6 +49,11 @@ IMAGES = sorted(INPUTS.images)
 FINAL_EXT = dag.final_extensions(SETTINGS, INPUTS.images)
 PER_FACE = config["face_jobs"] == "per_face"
 
+# Snakemake's rate-limit timers pile up at archive scale: keep one (oldphoto.scheduling).
+from oldphoto.scheduling import coalesce_rate_limit_wakeups  # noqa: E402
+
+coalesce_rate_limit_wakeups()
+
 # Scheduling settings reach the jobs through their environment, never through params.
 os.environ.update(dag.scheduling_environment(config))
 JOB = dag.job_command(SRC)
