@@ -69,6 +69,12 @@ class Session:
 SESSION = Session()
 
 
+# Params that shape only the report's views a job makes besides its images (previews, change
+# map, sidecar): not recorded in the images' metadata, whose bytes stay those of the same photo
+# and settings in any output folder.
+VIEW_PARAMS = frozenset({"preview_width", "change_map_width", "benchmarks"})
+
+
 class Job:
     """One running job: its files, parameters, settings, log and (network tasks) device."""
 
@@ -200,7 +206,8 @@ class Job:
 
         from oldphoto import __version__
 
-        shaping = {k: v for k, v in self.params.items() if k != "backend"}
+        shaping = {k: v for k, v in self.params.items()
+                   if k != "backend" and k not in VIEW_PARAMS}
         return {
             "oldphoto:version": __version__,
             "oldphoto:backend": str(self.params.get("backend", "")),

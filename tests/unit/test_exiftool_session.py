@@ -3,6 +3,7 @@ failures with their reason, a stuck exiftool stopped, and never left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _tags(output: bytes) -> dict:
+    """exiftool's JSON without the System group (reading a file may change its access time)."""
+    record = json.loads(output)[0]
+    return {key: value for key, value in record.items() if not key.startswith("System:")}
+
+
 def test_answers_equal_one_exiftool_per_call():
     session = ExifToolSession(exiftool_path())
     try:
@@ -37,7 +44,7 @@ def test_answers_equal_one_exiftool_per_call():
             args = ["-j", "-a", "-G1", "-n", "-charset", "filename=utf8", str(path)]
             once = subprocess.run([exiftool_path(), "-@", "-"], input="\n".join(args).encode(),
                                   capture_output=True, check=True).stdout
-            assert session.run(args, timeout=60) == once
+            assert _tags(session.run(args, timeout=60)) == _tags(once)
         pid = session._process.pid
         session.run(["-ver"], timeout=60)
         assert session._process.pid == pid  # one process for every call
