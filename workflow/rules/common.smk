@@ -229,7 +229,7 @@ def get_final_output():
 
 
 def network_threads(kind):
-    """Threads of a network rule (``kind``: "global" or "face"): config threads where the
+    """Threads of a network job (``kind``, "global" or "face"): config threads where the
     official networks run (torch's intra-op threads follow them), one for the classical backend,
     whose jobs gain more from running side by side (bench/results/scale.md)."""
     return config["threads"] if BACKEND[kind] == "pretrained" else 1

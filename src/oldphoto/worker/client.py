@@ -476,7 +476,14 @@ def shutdown_all(key: str | None, timeout: float = 10.0, *, remove: bool = False
     folder = runtime_dir(key)
     stopped = _shutdown(folder, key, timeout)
     if remove and folder.is_dir() and not running_workers(key):
-        shutil.rmtree(folder, ignore_errors=True)
+        # A worker's supervisor records its exit just after the worker is gone: remove the
+        # folder again if that record landed in it while it was being removed.
+        deadline = time.monotonic() + timeout
+        while True:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     return stopped
 
 
