@@ -252,7 +252,12 @@ def load_inputs(config: Mapping[str, Any], manifest: str | Path, *, reuse_manife
 
 
 def stems_regex(stems: Iterable[str]) -> str:
-    """A wildcard constraint that matches exactly the known photo stems.
+    """A regex that matches exactly the known photo stems (``bench/dag_scaling.py`` part 3).
+
+    It was the workflow's ``image`` wildcard constraint; the workflow now uses ``[^/]+`` (its
+    input functions know the photos), because even as a trie this regex grows with arbitrary
+    names (33,629 characters for 10,018 hash-selected scans) and Snakemake re-scans it per job:
+    the dry run of those photos took 150 s with it, 73 s without (bench/results/scale.md).
 
     Written as a trie: shared prefixes appear once and sibling characters leading to the same
     remainder share one character class, so 1,000 numbered scans ``scan 0000``...``scan 0999``

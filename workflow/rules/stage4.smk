@@ -5,8 +5,8 @@
 # The same job then makes the photo's views for the report from the files it wrote (before/after
 # preview, face strip, change map) and its provenance sidecar: no extra job per photo.
 # The final output's extension follows output_format per photo (common.smk: final_of): one rule
-# per extension, each constrained to the photos with that extension (so every file has one
-# producer), all sharing this rule's log and benchmark names.
+# per extension (the final's extension picks it), all sharing this rule's log and benchmark
+# names.
 
 
 rule blend_faces:
@@ -43,8 +43,6 @@ rule blend_faces:
         change_map_width=CHANGE_MAP_WIDTH,
         benchmarks=L.benchmarks_dir,
         title=get_title,
-    wildcard_constraints:
-        image=stems_with_final_ext("png"),
     threads: 1
     resources:
         mem_mb=1500,
@@ -58,14 +56,10 @@ rule blend_faces:
 
 
 use rule blend_faces as blend_faces_tif with:
-    wildcard_constraints:
-        image=stems_with_final_ext("tif"),
     output:
         **stage4_outputs("tif"),
 
 
 use rule blend_faces as blend_faces_jpg with:
-    wildcard_constraints:
-        image=stems_with_final_ext("jpg"),
     output:
         **stage4_outputs("jpg"),
