@@ -206,13 +206,17 @@ class Job:
 
         from oldphoto import __version__
 
-        shaping = {k: v for k, v in self.params.items()
-                   if k != "backend" and k not in VIEW_PARAMS}
         return {
             "oldphoto:version": __version__,
             "oldphoto:backend": str(self.params.get("backend", "")),
-            "oldphoto:settings": json.dumps(shaping, sort_keys=True),
+            "oldphoto:settings": json.dumps(self.shaping_params(), sort_keys=True),
         }
+
+    def shaping_params(self) -> dict[str, Any]:
+        """The params that shaped this job's images, sorted by name: all but the backend (stated
+        on its own) and the :data:`VIEW_PARAMS`."""
+        return {k: v for k, v in sorted(self.params.items())
+                if k != "backend" and k not in VIEW_PARAMS}
 
     def write_png(self, path: str | Path, rgb, alpha=None) -> None:
         from oldphoto.atomic import write_png

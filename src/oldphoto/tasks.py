@@ -41,7 +41,7 @@ def _param(job: "Job", name: str, default: str) -> str:
 
 
 def detect_scratches(job: "Job") -> None:
-    from oldphoto import stages
+    from oldphoto import report, stages
 
     photo = job.read_original(job.input("image"))
     unet = job.network("detection") if job.params["backend"] == "pretrained" else None
@@ -49,12 +49,10 @@ def detect_scratches(job: "Job") -> None:
     job.write_png(job.output("image"), image)
     job.write_png(job.output("mask"), stages.mask_to_rgb(mask))
     job.log(f"scratch mask covers {100.0 * (mask > 0).mean():.2f}% of the photo")
-    if "preview" in job.outputs:  # the report's view of the mask, made while it is in memory
-        from oldphoto import report
-
-        overlay = report.mask_overlay(image, mask)
-        report.write_jpeg(job.output("preview"),
-                          report.fit_width(overlay, int(job.params["preview_width"])))
+    # the report's view of the mask, made while it is in memory
+    overlay = report.mask_overlay(image, mask)
+    report.write_jpeg(job.output("preview"),
+                      report.fit_width(overlay, int(job.params["preview_width"])))
 
 
 def triage_scratches(job: "Job") -> None:
@@ -198,27 +196,21 @@ def blend_faces(job: "Job") -> None:
         backend=archival.provenance_backend(job.params["backend"], faces),
         checkpoints=archival.checkpoint_sha256s(job.inputs_list("checkpoint_records"),
                                                 job.params["face_network"], faces),
-        settings={k: v for k, v in sorted(job.params.items()) if k in SHAPING_PARAMS},
+        settings=job.shaping_params(),
         carry_metadata=job.params["carry_metadata"] in (True, "True", "true"),
         jpeg_quality=int(job.params["jpeg_quality"]), text=job.metadata(),
     )
     output = derivation["output"]
     job.log(f"wrote {output['file']}: {output['format']} {output['bits']}-bit, "
             f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}")
-    _write_views(job, record, derivation)
+    _write_views(job, original.rgb, record, enhanced, derivation)
 
 
-# What shaped a final output, recorded in its provenance (the other params only name report
-# views: they change no pixel of the final output).
-SHAPING_PARAMS = frozenset({"blending", "final_size", "mode", "test_mode", "stretch",
-                            "face_network", "output_format", "tone", "jpeg_quality",
-                            "carry_metadata"})
-
-
-def _write_views(job: "Job", record: dict, derivation: dict) -> None:
-    """The report's views of one finished photo, read back from the files as written: the
-    before/after preview, the face strip, the change map and the sidecar (the final output's
-    provenance, the change statistics and the stage timings)."""
+def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: dict) -> None:
+    """The report's views of one finished photo: ``before`` (the input as stage 4 read it)
+    beside the final output read back as written, the face strip (aligned over ``enhanced``
+    faces), the change map and the sidecar (the final output's provenance, the change
+    statistics and the stage timings)."""
     import cv2
 
     from oldphoto import report, stages
@@ -226,12 +218,10 @@ def _write_views(job: "Job", record: dict, derivation: dict) -> None:
     from oldphoto.archival.provenance import write_sidecar
 
     preview_width = int(job.params["preview_width"])
-    before = job.read_original(job.input("original")).rgb
     after = job.read_original(job.output("final")).rgb
     report.write_jpeg(job.output("before_after"),
                       report.side_by_side(before, after, max_width=preview_width))
 
-    enhanced = stages.read_enhanced_faces(job.inputs_list("enhanced"))
     folder = Path(stages.record_path(job.input("faces"))).parent
     pairs = [(job.read_photo(folder / f"{job.image}_{k}.png").rgb, enhanced[k])
              for k in sorted(enhanced)]
