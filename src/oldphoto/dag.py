@@ -7,7 +7,6 @@ here reads image files, and the input functions built on it read no files at all
 
 from __future__ import annotations
 
-import inspect
 
 import hashlib
 import json
@@ -397,10 +396,28 @@ def face_count(record_path: str | Path) -> int:
         return len(json.load(handle)["faces"])
 
 
-def keep_signature(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``function`` its signature once (``__signature__``, which :func:`inspect.signature`
-    returns as it is).  Snakemake inspects the signature of every input and params function again
-    for every job (to know which of wildcards, input, output, threads, ... to pass): about 40 µs
-    each, several per job — at 10,000 photos seconds of the dry run."""
-    function.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
-    return function
+def job_params(settings: Mapping[str, Any], wildcard: str = "image") -> Callable[..., str]:
+    """The ``job`` params entry of a rule: a function of the job's wildcards that gives the
+    client's arguments (:mod:`oldphoto.job`) ``image=STEM`` and ``p.NAME=VALUE`` for each of
+    ``settings`` (a value, or a function of the wildcards), all shell-quoted.
+
+    One entry instead of one per setting: Snakemake formats a job's shell line three times when
+    it prints the job (every job of a dry run) and evaluates every params function per job; at
+    10,000 photos each format field and each function costs seconds.  The entry still reruns a
+    job when a setting changes: it is a function of the wildcards only, so Snakemake compares its
+    value with the recorded one (functions that take ``input`` or ``output``, like the files
+    entry, are left out of that comparison).
+    """
+    items = [(name, value if callable(value) else f"p.{name}={shlex.quote(str(value))}")
+             for name, value in settings.items()]
+
+    def job(wildcards: Any) -> str:
+        parts = [f"image={shlex.quote(str(wildcards[wildcard]))}"]
+        for name, value in items:
+            parts.append(f"p.{name}={shlex.quote(str(value(wildcards)))}" if callable(value)
+                         else value)
+        return " ".join(parts)
+
+    return job
+
+    return job

@@ -7,12 +7,14 @@ models loaded between jobs, or runs it in this process when workers are off
 (``OLDPHOTO_WORKERS=0``, config ``workers: false``).  It exits 0, or 1 after printing the job's
 one-line failure reason.
 
-Arguments (built by ``job_shell`` in ``workflow/rules/common.smk``)::
+Arguments (``job_shell`` in ``workflow/rules/common.smk`` writes the first line; the rule's params
+entry ``job``, :func:`oldphoto.dag.job_params`, the rest)::
 
-    rule=NAME image=STEM log=PATH threads=N
+    rule=NAME log=PATH threads=N
+    image=STEM
     in.NAME=PATH      one input (in.NAME[]=PATH, repeated, for a list)
     out.NAME=PATH     one output
-    p.NAME=VALUE      one of the rule's params (what shapes the outputs)
+    p.NAME=VALUE      one of the job's settings (what shapes the outputs)
 
 Scheduling settings — never params, so changing them reruns nothing — come from the
 environment the Snakefile sets: ``OLDPHOTO_DEVICE``, ``OLDPHOTO_JOBS_PER_GPU``,

@@ -1,5 +1,8 @@
-"""A fix for Snakemake's scheduler at archive scale: one pending re-evaluation timer, not one per
-scheduling round.
+"""Three fixes for Snakemake's own process at archive scale, installed by
+``workflow/rules/common.smk``.
+
+1. One pending re-evaluation timer, not one per scheduling round
+(:func:`coalesce_rate_limit_wakeups`).
 
 Snakemake (9.x, ``snakemake.scheduling.job_scheduler.JobScheduler``) limits job starts with
 ``--max-jobs-per-timespan`` (default 100/1s).  At the end of every scheduling round that leaves
@@ -14,12 +17,27 @@ used 388 s of CPU in a 515 s run, competing with the jobs for the cores.
 timer pending per scheduler (a daemon thread, so it never delays the end of a run): the rate
 limit still gets its re-evaluation within one timespan, and the scheduler wakes as often as jobs
 end.  When Snakemake's scheduler does not have the method (another version), nothing changes.
+
+2. Each function's signature inspected once (:func:`cache_function_signatures`).  Snakemake asks
+``snakemake.common.get_function_params`` which arguments a callable takes — every input function,
+params function and resource of every job, several times each, about 80 times per photo in this
+workflow (15 µs each: 12 s of a 10,000-photo dry run).  A function's signature does not change,
+so it is computed once per function (a bound method: once per underlying function).  Functions
+that carry Snakemake's own ``_overwrite_params`` keep it.
+
+3. Fewer garbage collections while the DAG is built (:func:`relax_garbage_collection`).  A
+10,000-photo DAG is millions of long-lived objects (jobs, their files, wildcards); with Python's
+default thresholds (700, 10, 10) the collector ran 8,900 times in that dry run and took 8 s of its
+63 s.  Larger thresholds make it run about a hundred times (1.7 s); nothing else changes: cycles
+are still collected, just in larger batches (peak memory measured the same).
 """
 
 from __future__ import annotations
 
+import gc
+import inspect
 import threading
-from typing import Any
+from typing import Any, Callable, Mapping
 
 _ATTRIBUTE = "_oldphoto_pending_timer"
 
@@ -45,3 +63,48 @@ def coalesce_rate_limit_wakeups() -> bool:
         return False
     JobScheduler._schedule_reevalutation = _schedule_one_reevaluation
     return True
+
+
+_SIGNATURES: dict[tuple[int, bool], tuple[Callable[..., Any], Mapping[str, inspect.Parameter]]] = {}
+_MAX_CACHED = 10_000  # distinct functions: a workflow has a few dozen; a bound, not a leak
+
+
+def function_params(func: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    """``inspect.signature(func).parameters``, computed once per function (replaces
+    ``snakemake.common.get_function_params``, same result)."""
+    overwritten = getattr(func, "_overwrite_params", None)
+    if overwritten is not None:
+        return overwritten
+    inner = getattr(func, "__func__", func)
+    key = (id(inner), hasattr(func, "__self__"))
+    cached = _SIGNATURES.get(key)
+    if cached is None or cached[0] is not inner:  # the id of a function since collected
+        if len(_SIGNATURES) >= _MAX_CACHED:
+            _SIGNATURES.clear()
+        cached = (inner, inspect.signature(func).parameters)
+        _SIGNATURES[key] = cached
+    return cached[1]
+
+
+def cache_function_signatures() -> bool:
+    """Install :func:`function_params` where Snakemake looks signatures up; whether it was."""
+    try:
+        import snakemake.common as common
+        import snakemake.rules as rules
+    except ImportError:
+        return False
+    installed = False
+    for module in (common, rules):
+        if hasattr(module, "get_function_params"):
+            module.get_function_params = function_params
+            installed = True
+    return installed
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def relax_garbage_collection(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
+    """Raise the collector's thresholds (never lowers one that is already larger)."""
+    current = gc.get_threshold()
+    gc.set_threshold(*(max(c, t) for c, t in zip(current, thresholds)))

@@ -3,6 +3,7 @@ client's arguments and the stale-lock check."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import subprocess
@@ -110,16 +111,23 @@ def test_scheduling_settings_go_to_the_environment_not_params():
 def test_job_arguments_round_trip_through_the_client(monkeypatch):
     inputs = {"image": "in/a b.png", "enhanced": ["x/1.png", "x/it's.png"]}
     outputs = {"final": "out/a b.png"}
-    line = dag.job_arguments(inputs, outputs)
-    argv = ["blend_faces", "rule=blend_faces", "image=a b", "log=l.log", "threads=2",
-            *shlex.split(line), "p.blending=official"]
+    job_entry = dag.job_params({"blending": "official", "title": lambda wc: f"{wc['image']}'s",
+                                "size": 512})
+    line = f'{dag.job_arguments(inputs, outputs)} {job_entry({"image": "a b"})}'
+    argv = ["blend_faces", "rule=blend_faces", "log=l.log", "threads=2", *shlex.split(line)]
     monkeypatch.setenv("OLDPHOTO_DEVICE", "cpu")
     monkeypatch.setenv("OLDPHOTO_MEMORY_BUDGET_MB", "500")
     request = job.parse_args(argv)
     assert request["inputs"] == inputs and request["outputs"] == outputs
-    assert request["params"] == {"blending": "official"}
+    assert request["params"] == {"blending": "official", "title": "a b's", "size": "512"}
     assert request["settings"] == {"threads": 2, "device": "cpu", "memory_budget_mb": "500"}
     assert request["image"] == "a b" and request["log"] == "l.log"
+    # another wildcard names the job (prepare_checkpoint: the network)
+    named = dag.job_params({}, wildcard="name")({"name": "face_512"})
+    assert job.parse_args(["t", *shlex.split(named)])["image"] == "face_512"
+    # a function of the wildcards only: Snakemake reruns a job when its value changes (it leaves
+    # functions of input or output out of that comparison)
+    assert list(inspect.signature(job_entry).parameters) == ["wildcards"]
 
 
 def test_job_client_imports_nothing_heavy():

@@ -49,10 +49,14 @@ IMAGES = sorted(INPUTS.images)
 FINAL_EXT = dag.final_extensions(SETTINGS, INPUTS.images)
 PER_FACE = config["face_jobs"] == "per_face"
 
-# Snakemake's rate-limit timers pile up at archive scale: keep one (oldphoto.scheduling).
-from oldphoto.scheduling import coalesce_rate_limit_wakeups  # noqa: E402
+# Snakemake at archive scale (oldphoto.scheduling): its rate-limit timers pile up (keep one), it
+# inspects every input/params function's signature again per job (once per function), and the
+# garbage collector walks its millions of DAG objects thousands of times (fewer, larger rounds).
+from oldphoto import scheduling  # noqa: E402
 
-coalesce_rate_limit_wakeups()
+scheduling.coalesce_rate_limit_wakeups()
+scheduling.cache_function_signatures()
+scheduling.relax_garbage_collection()
 
 # Scheduling settings reach the jobs through their environment, never through params.
 os.environ.update(dag.scheduling_environment(config))
@@ -68,20 +72,24 @@ wildcard_constraints:
     name=r"[A-Za-z0-9_]+",
 
 
-def job_shell(task, *params, rule_name=None, name="image"):
-    """The shell line of a job: the client (JOB, written in as it is), its files, the rule's
-    params (each one named)."""
+def job_shell(task, rule_name=None):
+    """The shell line of a job: the client (JOB, written in as it is), its log and threads, its
+    files and its settings (the rule's params entries ``files`` and ``job``)."""
     client = JOB.replace("{", "{{").replace("}", "}}")
-    settings = " ".join(f"p.{p}={{params.{p}:q}}" for p in params)
-    return (
-        f"{client} {task} rule={rule_name or task} image={{wildcards.{name}:q}} "
-        f"log={{log:q}} threads={{threads}} {{params.files}} {settings}"
-    )
+    return (f"{client} {task} rule={rule_name or task} log={{log:q}} threads={{threads}} "
+            "{params.files} {params.job}")
 
 
 def job_files(wildcards, input, output):
-    """Params entry: the job's named inputs and outputs as client arguments."""
+    """Params entry ``files``: the job's named inputs and outputs as client arguments."""
     return dag.job_arguments(input, output)
+
+
+def job_args(wildcard="image", **settings):
+    """Params entry ``job``: the photo and its settings (each a value or an input function of
+    the photo) as the client's arguments — one entry and one shell field, not one per setting
+    (dag.job_params: Snakemake's cost per job at archive scale)."""
+    return dag.job_params(settings, wildcard)
 
 
 def mode_of(image):
@@ -90,7 +98,7 @@ def mode_of(image):
 
 def photo_setting(key):
     """Input/params function: one of a photo's effective settings (sheet row, else config)."""
-    return dag.keep_signature(lambda wildcards: SETTINGS[wildcards.image][key])
+    return lambda wildcards: SETTINGS[wildcards.image][key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,13 +296,6 @@ def get_finished_report_items(wildcards):
 
 
 BACKEND_LABEL = dag.backend_label(BACKEND)
-
-
-# Snakemake inspects the signature of every input/params function for every job: give each of
-# ours its signature once (dag.keep_signature).
-for _function in [f for n, f in list(globals().items()) if n.startswith("get_") or n == "job_files"]:
-    if callable(_function):
-        dag.keep_signature(_function)
 
 
 onstart:

@@ -14,7 +14,7 @@ rule prepare_checkpoint:
         L.benchmark("prepare_checkpoint", "{name}")
     params:
         files=job_files,
-        name=lambda wc: wc.name,
+        job=job_args("name", name=lambda wc: wc.name),
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,7 +22,7 @@ rule prepare_checkpoint:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("prepare_checkpoint", "name", name="name")
+        job_shell("prepare_checkpoint")
 
 
 if config["allow_download"]:

@@ -24,9 +24,11 @@ rule detect_scratches:
         L.benchmark("detect_scratches", "{image}")
     params:
         files=job_files,
+        job=job_args(backend=BACKEND["global"], preview_width=PREVIEW_WIDTH),
+        # The report's caption.
+        title=get_title,
         backend=BACKEND["global"],
         preview_width=PREVIEW_WIDTH,
-        title=get_title,
     threads: network_threads("global")
     resources:
         **network_resources(mem_mb=3000),
@@ -34,7 +36,7 @@ rule detect_scratches:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("detect_scratches", "backend", "preview_width")
+        job_shell("detect_scratches")
 
 
 rule triage_scratches:
@@ -48,7 +50,7 @@ rule triage_scratches:
         L.benchmark("triage_scratches", "{image}")
     params:
         files=job_files,
-        backend=BACKEND["global"],
+        job=job_args(backend=BACKEND["global"]),
     threads: 1
     resources:
         mem_mb=1000,
@@ -56,7 +58,7 @@ rule triage_scratches:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("triage_scratches", "backend")
+        job_shell("triage_scratches")
 
 
 rule restore_global:
@@ -73,11 +75,13 @@ rule restore_global:
         L.benchmark("restore_global", "{image}")
     params:
         files=job_files,
-        backend=BACKEND["global"],
-        mode=get_mode,
-        test_mode=get_test_mode,
-        stretch=STRETCH,
-        triage=get_triage,
+        job=job_args(
+            backend=BACKEND["global"],
+            mode=get_mode,
+            test_mode=get_test_mode,
+            stretch=STRETCH,
+            triage=get_triage,
+        ),
     threads: network_threads("global")
     resources:
         **network_resources(mem_mb=config["memory_budget_mb"]),
@@ -85,4 +89,4 @@ rule restore_global:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("restore_global", "backend", "mode", "test_mode", "stretch", "triage")
+        job_shell("restore_global")

@@ -20,9 +20,11 @@ if PER_FACE:
             L.benchmark("detect_faces", "{image}")
         params:
             files=job_files,
-            face_size=get_face_size,
-            landmarks=dag.landmarks_path(config),
-            faces=get_faces,
+            job=job_args(
+                face_size=get_face_size,
+                landmarks=dag.landmarks_path(config),
+                faces=get_faces,
+            ),
         threads: 1
         resources:
             mem_mb=1000,
@@ -30,4 +32,4 @@ if PER_FACE:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("detect_faces", "face_size", "landmarks", "faces")
+            job_shell("detect_faces")

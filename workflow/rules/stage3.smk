@@ -19,8 +19,7 @@ if PER_FACE:
             L.benchmark("enhance_face", "{image}_{face}")
         params:
             files=job_files,
-            backend=BACKEND["face"],
-            network=get_face_network,
+            job=job_args(backend=BACKEND["face"], network=get_face_network),
         threads: network_threads("face")
         resources:
             **network_resources(mem_mb=3000),
@@ -28,7 +27,7 @@ if PER_FACE:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("enhance_face", "backend", "network")
+            job_shell("enhance_face")
 
 else:
 
@@ -45,11 +44,13 @@ else:
             L.benchmark("detect_and_enhance_faces", "{image}")
         params:
             files=job_files,
-            face_size=get_face_size,
-            landmarks=dag.landmarks_path(config),
-            faces=get_faces,
-            backend=BACKEND["face"],
-            network=get_face_network,
+            job=job_args(
+                face_size=get_face_size,
+                landmarks=dag.landmarks_path(config),
+                faces=get_faces,
+                backend=BACKEND["face"],
+                network=get_face_network,
+            ),
         threads: network_threads("face")
         resources:
             **network_resources(mem_mb=3000),
@@ -57,5 +58,4 @@ else:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            job_shell("detect_and_enhance_faces", "face_size", "landmarks", "faces", "backend",
-                      "network")
+            job_shell("detect_and_enhance_faces")

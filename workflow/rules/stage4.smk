@@ -25,24 +25,30 @@ rule blend_faces:
         L.benchmark("blend_faces", "{image}")
     params:
         files=job_files,
+        job=job_args(
+            backend=BACKEND_LABEL,
+            blending=photo_setting("face_blending"),
+            final_size=config["final_size"],
+            # What shaped the photo upstream too: it goes into the provenance (upstream reruns
+            # anyway when one of these changes, so they cost no extra rerun here).
+            mode=get_mode,
+            test_mode=get_test_mode,
+            stretch=STRETCH,
+            face_network=get_face_network,
+            output_format=photo_setting("output_format"),
+            tone=photo_setting("tone"),
+            jpeg_quality=photo_setting("jpeg_quality"),
+            carry_metadata=config["carry_metadata"],
+            # The report's views.
+            preview_width=PREVIEW_WIDTH,
+            change_map_width=CHANGE_MAP_WIDTH,
+            benchmarks=L.benchmarks_dir,
+        ),
+        # The report's captions.
+        title=get_title,
         backend=BACKEND_LABEL,
-        blending=photo_setting("face_blending"),
-        final_size=config["final_size"],
-        # What shaped the photo upstream too: it goes into the provenance (upstream reruns
-        # anyway when one of these changes, so they cost no extra rerun here).
-        mode=get_mode,
-        test_mode=get_test_mode,
-        stretch=STRETCH,
-        face_network=get_face_network,
-        output_format=photo_setting("output_format"),
-        tone=photo_setting("tone"),
-        jpeg_quality=photo_setting("jpeg_quality"),
-        carry_metadata=config["carry_metadata"],
-        # The report's views (their captions use title and backend too).
         preview_width=PREVIEW_WIDTH,
         change_map_width=CHANGE_MAP_WIDTH,
-        benchmarks=L.benchmarks_dir,
-        title=get_title,
     threads: 1
     resources:
         mem_mb=1500,
@@ -50,9 +56,7 @@ rule blend_faces:
     conda:
         "../../envs/oldphoto.yaml"
     shell:
-        job_shell("blend_faces", "backend", "blending", "final_size", "mode", "test_mode",
-                  "stretch", "face_network", "output_format", "tone", "jpeg_quality",
-                  "carry_metadata", "preview_width", "change_map_width", "benchmarks")
+        job_shell("blend_faces")
 
 
 use rule blend_faces as blend_faces_tif with:
