@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     info = machine_info()
+    info["scontrol_s"] = None  # no snakemake runs here: its scontrol line does not apply
 
     import torch
 
