@@ -201,9 +201,23 @@ def test_stale_socket_and_pid_file_are_replaced(run):
     os.kill(info["pid"], signal.SIGKILL)
     os.kill(info["supervisor"], signal.SIGKILL)
     assert wait_until(lambda: not process_alive(info["pid"], info["starttime"]))
+    # The main thread can be a zombie while another thread of the killed worker still holds the
+    # listening socket (a connection would be accepted, then reset): wait until nothing listens.
+    assert wait_until(lambda: _refused(run.paths().sock))
     assert run.paths().sock.exists() and run.paths().pid.exists()
     after = run.submit("echo")
     assert after["ok"] and after["worker"]["pid"] != first["worker"]["pid"]
+
+
+def _refused(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        return True
+    finally:
+        probe.close()
+    return False
 
 
 def test_idle_worker_exits(run):
