@@ -7,7 +7,6 @@ here reads image files, and the input functions built on it read no files at all
 
 from __future__ import annotations
 
-
 import hashlib
 import json
 import os
@@ -417,7 +416,5 @@ def job_params(settings: Mapping[str, Any], wildcard: str = "image") -> Callable
             parts.append(f"p.{name}={shlex.quote(str(value(wildcards)))}" if callable(value)
                          else value)
         return " ".join(parts)
-
-    return job
 
     return job

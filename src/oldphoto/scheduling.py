@@ -21,9 +21,10 @@ end.  When Snakemake's scheduler does not have the method (another version), not
 2. Each function's signature inspected once (:func:`cache_function_signatures`).  Snakemake asks
 ``snakemake.common.get_function_params`` which arguments a callable takes — every input function,
 params function and resource of every job, several times each, about 80 times per photo in this
-workflow (15 µs each: 12 s of a 10,000-photo dry run).  A function's signature does not change,
-so it is computed once per function (a bound method: once per underlying function).  Functions
-that carry Snakemake's own ``_overwrite_params`` keep it.
+workflow (about 820,000 inspections in a 10,000-photo dry run; caching them took it from 75 s to
+67 s).  A function's signature does not change, so it is computed once per function (a bound
+method: once per underlying function).  Functions that carry Snakemake's own
+``_overwrite_params`` keep it.
 
 3. Fewer garbage collections while the DAG is built (:func:`relax_garbage_collection`).  A
 10,000-photo DAG is millions of long-lived objects (jobs, their files, wildcards); with Python's
