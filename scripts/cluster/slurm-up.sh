@@ -245,16 +245,21 @@ fi
 if [ "$DBD" = 1 ]; then
     if ! alive mariadbd "$BASE/mysqlrun/mariadbd.pid"; then
         check_port "$DB_PORT" "MariaDB"
-        install -d -o mysql -g mysql -m 750 "$BASE/mysql" "$BASE/mysqlrun"
-        chown mysql:mysql "$BASE/log"
+        # The database runs as mysql, which must be able to reach $BASE; below a private folder
+        # (e.g. a checkout in `mktemp -d`, mode 700) it cannot, and it runs as root instead (this
+        # throwaway cluster's slurmctld and slurmd run as root already).
+        DB_USER=mysql
+        runuser -u mysql -- test -x "$BASE" 2>/dev/null || DB_USER=root
+        install -d -o "$DB_USER" -g "$DB_USER" -m 750 "$BASE/mysql" "$BASE/mysqlrun"
+        chown "$DB_USER:$DB_USER" "$BASE/log"
         if [ ! -d "$BASE/mysql/mysql" ]; then
-            mariadb-install-db --no-defaults --user=mysql --datadir="$BASE/mysql" \
+            mariadb-install-db --no-defaults --user="$DB_USER" --datadir="$BASE/mysql" \
                 --auth-root-authentication-method=socket --skip-test-db \
                 > "$BASE/log/mariadb-install.log" 2>&1 \
                 || { tail -20 "$BASE/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
         fi
         # mariadbd does not daemonize itself; --no-defaults ignores Debian's /etc/mysql.
-        setsid -f /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$BASE/mysql" \
+        setsid -f /usr/sbin/mariadbd --no-defaults --user="$DB_USER" --datadir="$BASE/mysql" \
             --socket="$BASE/mysqlrun/mysqld.sock" --pid-file="$BASE/mysqlrun/mariadbd.pid" \
             --bind-address=127.0.0.1 --port="$DB_PORT" --log-error="$BASE/log/mariadb.err" \
             --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
