@@ -63,20 +63,26 @@ def _time(value: str) -> dt.datetime | None:
 def slurm_jobs(workdir: Path, since: dt.datetime) -> dict[str, SlurmJob]:
     """Every Slurm job of this run, from sacct, named by the plugin's per-job log files
     (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log)."""
-    names = {}
-    for log in (workdir / ".snakemake" / "slurm_logs").glob("rule_*/*/*.log"):
-        names[log.stem] = (log.parent.parent.name.removeprefix("rule_"), log.parent.name)
     proc = subprocess.run(
         ["sacct", "-X", "-P", "-n", "-S", since.strftime("%Y-%m-%dT%H:%M:%S"),
          "-o", "JobIDRaw,State,AllocTRES,Start,End,WorkDir"],
         capture_output=True, text=True, timeout=60, check=True,
     )
+    # After sacct: every job it reports as ended has written its log by now.
+    names = {}
+    for log in (workdir / ".snakemake" / "slurm_logs").glob("rule_*/*/*.log"):
+        names[log.stem] = (log.parent.parent.name.removeprefix("rule_"), log.parent.name)
     jobs = {}
     for line in proc.stdout.splitlines():
         job_id, state, tres, start, end, wd = line.split("|", 5)
         if Path(wd) != workdir:
             continue
-        if job_id not in names:  # only a job that never started (pending, cancelled) has none
+        if job_id not in names:
+            if state.split()[0] == "RUNNING":
+                # allocated, but slurmd has not started its batch step (which creates the log)
+                # yet: checked on a later call (the last one comes after the run has ended)
+                continue
+            # only a job that never started (pending, cancelled) has none
             assert not tres, f"Slurm job {job_id} ran in {workdir} without a plugin log"
             continue
         rule, wildcards = names[job_id]
