@@ -128,7 +128,7 @@ def run_needs(config: Mapping[str, Any], photo_settings: Iterable[Mapping[str, A
 
     Only what some photo's settings use: dlib, scikit-image and the landmark model when a photo
     has ``faces``; the CNN model when one uses ``face_detector: cnn``; torch (and safetensors for
-    stage 1's checkpoint cache) where a group runs the official networks; tifffile for a TIFF
+    the checkpoint cache) where a group runs the official networks; tifffile for a TIFF
     output; the metadata writer with ``carry_metadata``.  An empty run needs nothing.
     """
     settings = _unique(photo_settings)
