@@ -27,13 +27,12 @@ shift
 [ $# -gt 0 ] || { echo "usage: $0 TOOL... -- COMMAND [ARG...]" >&2; exit 2; }
 
 for tool in "${tools[@]}"; do
-    # every match on PATH, and the file behind each symlink (/usr/bin/x -> /etc/alternatives/x)
+    # every match on PATH; mount follows a symlink (/usr/bin/x -> /etc/alternatives/x -> ...) to
+    # the file behind it, and a second name of a file already hidden is no longer a file
     while IFS= read -r found; do
-        for path in "$found" "$(readlink -f "$found")"; do
-            if [ -f "$path" ] && mount --bind /dev/null "$path"; then
-                echo "hidden: $path" >&2
-            fi
-        done
-    done < <(type -aP "$tool" 2>/dev/null | sort -u)
+        if [ -f "$found" ] && mount --bind /dev/null "$found"; then
+            echo "hidden: $found ($(readlink -f "$found"))" >&2
+        fi
+    done < <(type -aP "$tool" 2>/dev/null)
 done
 exec "$@"

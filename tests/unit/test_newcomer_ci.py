@@ -165,7 +165,7 @@ def test_hidden_tools_cannot_be_found_or_run_and_stay_for_everyone_else(tmp_path
     assert hidden.returncode == 0, hidden.stderr
     # not on PATH any more (not found: 127), and its file cannot be run (126)
     assert hidden.stdout.split() == ["None", "127", "126"]
-    assert f"hidden: {tool}" in hidden.stderr
+    assert f"hidden: {tool} ({tool})" in hidden.stderr
     visible = subprocess.run([sys.executable, "-c", look], capture_output=True, text=True,
                              env=env)
     assert visible.stdout.split() == [str(tool), "0", "0"]
