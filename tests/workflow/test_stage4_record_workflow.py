@@ -219,3 +219,27 @@ def test_one_final_per_photo_the_stale_one_kept_aside_and_recorded(runs):
     assert finals == ["face.png", "plain.png", "scratched.jpg"]
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["counts"]["restored"] == 3
+
+
+def test_pretrained_auto_photo_records_the_checkpoints_of_the_path_it_took(recipe_checkpoints,
+                                                                            tmp_path):
+    """The official networks (recipe weights): the recipe U-Net's mask covers ~99 % of a photo,
+    so triage sends it down the quality path (docs/photo_sheet.md); its record names the
+    detector (it ran) and the quality path's networks, not the scratch path's."""
+    from oldphoto.checkpoints import official_path, sha256_file
+
+    (tmp_path / "in").mkdir()
+    make_scratched_print(tmp_path / "in" / "print.png")
+    config = workflow_config(tmp_path, backend="pretrained", with_scratch="auto",
+                             checkpoints_dir=str(recipe_checkpoints), threads=2)
+    run_snakemake(tmp_path / "work", config)
+    out = Path(config["output_dir"])
+    assert triage_of(out, "print")["with_scratch"] is False
+    sidecar = json.loads((out / "provenance" / "print.json").read_text())
+    used = ["detection", "VAE_A_quality", "mapping_quality", "VAE_B_quality"]
+    expected = {name: sha256_file(official_path(recipe_checkpoints, name)) for name in used}
+    assert sidecar["checkpoints"] == expected
+    settings = sidecar["settings"]
+    assert (settings["mode"], settings["with_scratch"], settings["test_mode"]) == (
+        "quality", "auto", "Full")
+    assert xmp_settings(out / "final_output" / "print.png") == settings
