@@ -15,6 +15,7 @@ summary and the report read finished runs through them, and the CLI points users
       stage_3_face_output/each_img/<photo>_<k>.png              (face_jobs: per_face)
       final_output/<photo>.<ext>                                png | tif | jpg (output_format)
       provenance/<photo>.json                                   the per-photo sidecar
+      superseded/<photo>.<time>.<ext>(.json)                    finals a format change replaced
       report/{previews,masks,faces,changes}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
       .oldphoto/                                                run bookkeeping (input manifest)
 
