@@ -389,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FolderInUse as err:
         print(folder_in_use_message(err, root), file=sys.stderr)
         return EXIT_FOLDER_IN_USE
+    except OSError as err:
+        print(f"oldphoto: error: cannot claim the output folder {out}: {err}", file=sys.stderr)
+        return 2
     for what in removed:
         print(f"oldphoto: removed {what}", file=sys.stderr)
     try:
