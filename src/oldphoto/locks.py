@@ -235,6 +235,8 @@ def judge_owner(record: Mapping[str, Any] | None, here: Machine, *, flock: str,
 
 def describe_owner(record: Mapping[str, Any] | None, locks: list[Path] = ()) -> str:
     """One line naming a lock's owner: host, pids, user, since when."""
+    if record is None and not locks:
+        return "not recorded yet (a run that is just starting)"
     if record is None:
         since = ""
         if locks:
@@ -243,7 +245,7 @@ def describe_owner(record: Mapping[str, Any] | None, locks: list[Path] = ()) -> 
                 since = time.strftime(" since %Y-%m-%d %H:%M:%S %z", time.localtime(stamp))
             except OSError:
                 pass
-        names = ", ".join(path.name for path in locks) or "none"
+        names = ", ".join(path.name for path in locks)
         return f"unknown (Snakemake lock files {names}{since}, no owner record)"
     if not record:
         return "unknown (the owner record is unreadable)"

@@ -238,6 +238,20 @@ def test_another_host_or_boot_is_refused(tmp_path, dead_process, change, words):
     assert snapshot(tmp_path) == before
 
 
+def test_a_run_that_is_just_starting_is_refused(tmp_path):
+    """Its flock is held, its record not written yet."""
+    holder = hold_flock(tmp_path / ".oldphoto" / "owner.lock")
+    try:
+        with pytest.raises(FolderInUse) as refused:
+            take_ownership(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.value.verdict.state == "alive"
+    assert refused.value.owner == "not recorded yet (a run that is just starting)"
+    assert not (tmp_path / ".snakemake").exists()
+
+
 def test_a_lock_without_owner_record_is_refused(tmp_path):
     before = leftover(tmp_path, None)
     stamp = (tmp_path / ".snakemake" / "locks" / "0.input.lock").stat().st_mtime
@@ -303,7 +317,7 @@ def test_a_dead_owner_is_kept_while_a_snakemake_process_works_in_the_folder(tmp_
     work = tmp_path / "work"
     before = leftover(work, record_for(*dead_process))
     fake = tmp_path / "snakemake"  # a (fake) Snakemake process working in that folder
-    fake.write_text("#!/bin/sh\nsleep 30\n")
+    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")  # no child process
     fake.chmod(0o755)
     holder = subprocess.Popen([str(fake), "--cores", "1"], cwd=work)
     try:
@@ -451,3 +465,49 @@ def test_unlock_refuses_a_run_alive_on_this_machine(tmp_path, sleeper):
         holder.kill()
         holder.wait()
     assert len(unlock(tmp_path)) == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line: the refusal and --unlock, in process (nothing is run)
+# ------------------------------------------------------------------------------------------------
+def test_the_command_stops_before_writing_anything_and_names_the_owner(tmp_path, capsys):
+    from oldphoto import cli
+
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    other = locks.this_machine()._replace(host="node-17")
+    before = leftover(out, record_for(4242, 1, other))
+    code = cli.main(["--input_folder", str(tmp_path / "in"), "--output_folder", str(out),
+                     "--backend", "classical"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == cli.EXIT_FOLDER_IN_USE == 3
+    assert err[:3] == [
+        f"oldphoto: error: {out} is locked by a run that cannot be checked from here; "
+        "nothing was done",
+        "oldphoto:   owner: oldphoto pid 4242 on host node-17 (user someone), since "
+        "2024-06-11 12:00:03 +0000",
+        f"oldphoto:   why: the run was started on host node-17, not this one "
+        f"({socket.gethostname()}): it cannot be checked from here",
+    ]
+    assert f"oldphoto:     oldphoto --output_folder {out} --unlock" in err
+    assert any(line.startswith("oldphoto:   or: ") and line.endswith(
+        f"--directory {out} --configfile {out / 'oldphoto_config.yaml'} --unlock")
+        for line in err)
+    assert not (out / "oldphoto_config.yaml").exists() and snapshot(out) == before
+
+
+def test_the_command_unlock_removes_both_and_says_what(tmp_path, capsys):
+    from oldphoto import cli
+
+    out = tmp_path / "out"
+    leftover(out, record_for(4242, 1, locks.this_machine()._replace(host="node-17")))
+    assert cli.main(["--output_folder", str(out), "--unlock"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lock_dir = out / ".snakemake" / "locks"
+    assert lines == [
+        f"oldphoto: removed Snakemake lock {lock_dir / '0.input.lock'}",
+        f"oldphoto: removed Snakemake lock {lock_dir / '0.output.lock'}",
+        f"oldphoto: removed owner record {lock_dir / locks.OWNER_RECORD} (oldphoto pid 4242 on "
+        "host node-17 (user someone), since 2024-06-11 12:00:03 +0000)"]
+    assert cli.main(["--output_folder", str(out), "--unlock"]) == 0
+    assert capsys.readouterr().out == f"oldphoto: {out} has no lock; nothing removed\n"
