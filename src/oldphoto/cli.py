@@ -22,7 +22,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from oldphoto.locks import FolderInUse, Ownership
 
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
@@ -253,7 +256,7 @@ def report_command(root: Path, out: Path, config_file: Path, report: Path) -> li
     ]
 
 
-def run_to_the_end(command: Sequence[str], env: dict, ownership=None) -> int:
+def run_to_the_end(command: Sequence[str], env: dict, ownership: Ownership | None = None) -> int:
     """Run ``command``; on Ctrl-C keep waiting while Snakemake (which got the same SIGINT from
     the terminal) stops its jobs and cleans up, instead of killing it half-way.  With an
     :class:`oldphoto.locks.Ownership` of the folder, the process shares its lock and is named in
@@ -419,7 +422,7 @@ def unlock_main(out: Path) -> int:
     return 0
 
 
-def folder_in_use_message(err, root: Path) -> str:
+def folder_in_use_message(err: FolderInUse, root: Path) -> str:
     """Why a run did not start (:class:`oldphoto.locks.FolderInUse`), its owner and the way out."""
     out = err.workdir
     state = ("is in use by a live run" if err.verdict.state == "alive"
@@ -442,7 +445,8 @@ def folder_in_use_message(err, root: Path) -> str:
 
 
 def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
-                  gpus: list[int] | None, extra: Sequence[str], ownership) -> int:
+                  gpus: list[int] | None, extra: Sequence[str],
+                  ownership: Ownership | None) -> int:
     """The run, once its output folder is this process's (``ownership``; None for a dry run)."""
     import yaml
 
