@@ -22,13 +22,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from oldphoto.locks import FolderInUse, Ownership
 
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
 EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
 """``--ext`` (GFPGAN's spelling) -> config ``output_format``."""
 REPORT_TARGET = "gallery"
+EXIT_FOLDER_IN_USE = 3
+"""Exit status when another run holds the output folder (or its lock's owner is unknown)."""
 
 
 class UsageError(Exception):
@@ -118,7 +123,10 @@ Run it again to finish an interrupted run or add photos: only missing work is do
                (no config key; anything else is an error)
 
 Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
-the others are finished), 2 for a command line or configuration error.
+the others are finished), 2 for a command line or configuration error, 3 when the output folder
+is locked by a run that is alive or cannot be checked from here (nothing was done; the message
+names its owner). A lock left by a dead run of this machine is removed by itself; --unlock
+removes any lock, for when no run is alive anywhere (docs/resume.md).
 """
 
 
@@ -185,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after the run, build the Snakemake report of every finished photo "
                              "(snakemake --report FILE gallery; default FILE: "
                              "OUTPUT_FOLDER/report.html, .zip for big runs)")
+    parser.add_argument("--unlock", action="store_true",
+                        help="remove the output folder's lock (Snakemake's lock files and "
+                             "oldphoto's owner record), saying what was removed, and exit; only "
+                             "when no run is alive anywhere (snakemake --unlock)")
     return parser
 
 
@@ -244,15 +256,23 @@ def report_command(root: Path, out: Path, config_file: Path, report: Path) -> li
     ]
 
 
-def run_to_the_end(command: Sequence[str], env: dict) -> int:
+def run_to_the_end(command: Sequence[str], env: dict, ownership: Ownership | None = None) -> int:
     """Run ``command``; on Ctrl-C keep waiting while Snakemake (which got the same SIGINT from
-    the terminal) stops its jobs and cleans up, instead of killing it half-way."""
-    process = subprocess.Popen(list(command), env=env)
+    the terminal) stops its jobs and cleans up, instead of killing it half-way.  With an
+    :class:`oldphoto.locks.Ownership` of the folder, the process shares its lock and is named in
+    its owner record."""
+    pass_fds = ownership.pass_fds if ownership is not None else ()
+    process = subprocess.Popen(list(command), env=env, pass_fds=pass_fds)
+    if ownership is not None:
+        ownership.started(process.pid)
     while True:
         try:
-            return process.wait()
+            code = process.wait()
         except KeyboardInterrupt:
             continue
+        if ownership is not None:
+            ownership.ended(code)
+        return code
 
 
 def read_summary(out: Path, since: float) -> dict | None:
@@ -352,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
     args = build_parser().parse_args(argv)
+    if args.unlock:
+        return unlock_main(Path(args.output_folder).expanduser().resolve())
     try:
         root = workflow_root()
         config = settings(args, root)
@@ -360,12 +382,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"oldphoto: error: {err}", file=sys.stderr)
         return 2
 
+    from oldphoto.locks import FolderInUse, take_ownership
+
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    # Before anything is written: a lock is removed only when its owner is known to be dead.
+    try:
+        ownership, removed = take_ownership(out, dry_run=args.dry_run)
+    except FolderInUse as err:
+        print(folder_in_use_message(err, root), file=sys.stderr)
+        return EXIT_FOLDER_IN_USE
+    except OSError as err:
+        print(f"oldphoto: error: cannot claim the output folder {out}: {err}", file=sys.stderr)
+        return 2
+    for what in removed:
+        print(f"oldphoto: removed {what}", file=sys.stderr)
+    try:
+        return run_in_folder(root, out, config, args, gpus, extra, ownership)
+    finally:
+        if ownership is not None:
+            ownership.release()
+
+
+def unlock_main(out: Path) -> int:
+    """``oldphoto --output_folder OUT --unlock``: exit 0 (saying what was removed), or 3 when a
+    run is alive on this machine."""
+    from oldphoto.locks import FolderInUse, unlock
+
+    try:
+        removed = unlock(out)
+    except FolderInUse as err:
+        print(f"oldphoto: error: not unlocked: {out} is in use by a live run: {err.owner} "
+              f"({err.verdict.reason}); stop that run first", file=sys.stderr)
+        return EXIT_FOLDER_IN_USE
+    for what in removed:
+        print(f"oldphoto: removed {what}")
+    if not removed:
+        print(f"oldphoto: {out} has no lock; nothing removed")
+    return 0
+
+
+def folder_in_use_message(err: FolderInUse, root: Path) -> str:
+    """Why a run did not start (:class:`oldphoto.locks.FolderInUse`), its owner and the way out."""
+    out = err.workdir
+    state = ("is in use by a live run" if err.verdict.state == "alive"
+             else "is locked by a run that cannot be checked from here")
+    snakemake_unlock = shlex.join([
+        sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+        "--directory", str(out), "--configfile", str(out / CONFIG_NAME), "--unlock"])
+    return "\n".join([
+        f"oldphoto: error: {out} {state}; nothing was done",
+        f"oldphoto:   owner: {err.owner}",
+        f"oldphoto:   why: {err.verdict.reason}",
+        *(["oldphoto:   wait for that run to end (or stop it) and run this command again; a lock "
+           "it leaves behind on this machine is removed then"] if err.verdict.state == "alive"
+          else []),
+        "oldphoto:   only if no run is alive anywhere (no machine, no container works in this "
+        "folder), remove the lock with",
+        f"oldphoto:     oldphoto --output_folder {shlex.quote(str(out))} --unlock",
+        f"oldphoto:   or: {snakemake_unlock}",
+    ])
+
+
+def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
+                  gpus: list[int] | None, extra: Sequence[str],
+                  ownership: Ownership | None) -> int:
+    """The run, once its output folder is this process's (``ownership``; None for a dry run)."""
     import yaml
 
     from oldphoto.summary import summary_line
 
-    out = Path(config["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
     config_file = out / CONFIG_NAME
     config_file.write_text(
         "# Written by the oldphoto command; rerun with the snakemake command it printed.\n"
@@ -377,17 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.slurm is not None:
         return slurm_main(root, out, config, config_file, args, gpus, extra)
 
-    from oldphoto.locks import clear_stale_lock
-
-    # After a kill -9 the directory lock stays behind: remove it only when no Snakemake process
-    # works in this folder (checked, not guessed).
-    for lock in clear_stale_lock(out):
-        print(f"oldphoto: removed the stale Snakemake lock {lock} (no Snakemake process runs "
-              f"in {out})", file=sys.stderr)
     command = snakemake_command(root, out, config_file, args, gpus, extra)
     print("oldphoto: " + shlex.join(command), file=sys.stderr, flush=True)
     started = time.time() - 1.0  # file systems with coarse timestamps
-    code = run_to_the_end(command, env)
+    code = run_to_the_end(command, env, ownership)
     if args.dry_run:
         return code
 
