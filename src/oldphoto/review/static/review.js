@@ -13,6 +13,8 @@ const ui = {
   // one zoom and position for both panes: image pixel (x, y) appears at pane (tx + s*x, ty + s*y)
   zoom: { s: 1, tx: 0, ty: 0, fit: 1, w: 0, h: 0, full: false },
   polling: null,
+  gridTicket: 0,
+  showTicket: 0,
 };
 
 async function api(path, options = {}) {
@@ -93,14 +95,16 @@ function fillStaticControls(state) {
                               name: column.name, id: `set-${column.name}`,
                               placeholder: "(run's)" });
     }
-    const label = el("label", { title: column.description }, column.name, control);
-    fields.append(label);
+    const label = el("label", { for: `set-${column.name}`, title: column.description,
+                                text: column.name });
+    fields.append(el("div", { class: "setting" }, label, control));
   }
 }
 
 // -- one photo ----------------------------------------------------------------------------------
 async function show(id) {
   closeReject();
+  const ticket = ++ui.showTicket;   // a later request wins over a slower earlier one
   if (id === null || id === undefined) {
     ui.photo = null;
     $("photo-name").textContent = "";
@@ -113,6 +117,7 @@ async function show(id) {
     return;
   }
   const photo = await api(`/api/photo/${id}`);
+  if (ticket !== ui.showTicket) return;
   ui.photo = photo;
   $("empty").hidden = true;
   $("compare").hidden = false;
@@ -361,7 +366,9 @@ async function step(dir) {
 
 // -- grid ---------------------------------------------------------------------------------------
 async function loadGrid() {
+  const ticket = ++ui.gridTicket;   // a later request wins over a slower earlier one
   const data = await api(`/api/photos?${filters()}&offset=${ui.gridOffset}&limit=${PAGE}`);
+  if (ticket !== ui.gridTicket) return;
   const grid = $("grid");
   grid.replaceChildren();
   for (const item of data.items) {
