@@ -327,3 +327,11 @@ def test_the_workflow_reads_the_folder_sheet_when_the_config_names_none(folder):
     write_sheet_row(named, f"{stem_of(2)}.png", {"hr": "yes"})
     settings = dag.photo_settings({**config, "photo_sheet": str(named)}, inputs)
     assert settings[stem_of(1)]["hr"] is False and settings[stem_of(2)]["hr"] is True
+
+
+def test_without_a_summary_failures_come_from_the_job_logs(folder):
+    (folder / "run_summary.json").unlink()
+    entries = {e.stem: e for e in load_index(folder)}
+    assert entries[stem_of(4)].status == "failed"
+    assert entries[stem_of(4)].reasons == ["corrupt PNG (synthetic)"]
+    assert entries[stem_of(3)].status == "restored"

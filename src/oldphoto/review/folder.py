@@ -121,7 +121,8 @@ def load_index(output_dir: str | Path) -> list[PhotoEntry]:
 
     The photos are those of ``run_summary.json``, plus any of the input manifest it does not
     list (a run still going, or killed before its summary); a photo without a summary entry is
-    ``restored`` when it has a final output, else ``not run``.
+    ``failed`` when a job log names its failure (only read without a summary), ``restored``
+    when it has a final output, else ``not run``.
     """
     out = Path(output_dir)
     layout = Layout(str(out))
@@ -131,19 +132,27 @@ def load_index(output_dir: str | Path) -> list[PhotoEntry]:
     input_dir = manifest.get("input_dir")
     finals = _finals(out)
     stems = sorted(set(summary_photos) | set(images))
+    logged: dict[str, list[str]] = {}
+    if not summary_photos and (out / "logs").is_dir():
+        # no summary (a run still going, or killed): the failures its job logs name
+        from oldphoto.summary import failure_reasons
+
+        logged = failure_reasons(out / "logs")
     entries = []
     for index, stem in enumerate(stems):
         info = summary_photos.get(stem) or {}
         sidecar = _read_json(Path(layout.sidecar(stem)))
         final = _pick_final(finals.get(stem, []), sidecar)
-        status = info.get("status") or ("restored" if final else "not run")
+        status = info.get("status") or ("failed" if stem in logged else
+                                         "restored" if final else "not run")
         if status == "restored" and final is None:
             status = "not run"  # the summary is older than the folder: the final is gone
         original = images.get(stem) or info.get("input")
         if original and not Path(original).is_absolute() and input_dir:
             original = str(Path(input_dir) / Path(original).name)
         entries.append(PhotoEntry(
-            index=index, stem=stem, status=status, reasons=list(info.get("reasons") or []),
+            index=index, stem=stem, status=status,
+            reasons=list(info.get("reasons") or logged.get(stem) or []),
             mode=info.get("mode") or ((sidecar or {}).get("settings") or {}).get("mode"),
             faces=info.get("faces") if isinstance(info.get("faces"), int)
             else ((sidecar or {}).get("changes") or {}).get("faces"),

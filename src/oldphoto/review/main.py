@@ -96,7 +96,8 @@ def open_review(args: argparse.Namespace):
             if (out / DB_NAME).is_file() and (args.export or args.premis) else None
         if recorded:  # an export states the sample the review was drawn with
             sample = (recorded["percent"], recorded["seed"])
-    review = Review(out, args.reviewer or getpass.getuser(), context=context, sample=sample)
+    review = Review(out, args.reviewer or getpass.getuser(), context=context, sample=sample,
+                    record_sample=not (args.export or args.premis))
     return review
 
 

@@ -56,11 +56,12 @@ class Review:
         reviewer: who decides (recorded with every decision).
         context: the run's configuration and sheet (default :func:`run_context` of the folder).
         sample: restrict the review to a sample (``(percent, seed)``); None reviews every photo.
+        record_sample: record the sample in the record (a review starts; an export does not).
     """
 
     def __init__(self, output_dir: str | Path, reviewer: str, *,
                  context: RunContext | None = None,
-                 sample: tuple[float, int] | None = None) -> None:
+                 sample: tuple[float, int] | None = None, record_sample: bool = True) -> None:
         self.output_dir = Path(output_dir).resolve()
         self.reviewer = reviewer
         self.summary = read_summary(self.output_dir)
@@ -79,8 +80,9 @@ class Review:
             stems = [e.stem for e in self.entries]
             self.sample = Sample(percent, seed, len(stems),
                                  frozenset(draw_sample(stems, percent, seed)))
-            self.store.record_sample(percent=percent, seed=seed, population=len(stems),
-                                     size=len(self.sample.photos), reviewer=reviewer)
+            if record_sample:
+                self.store.record_sample(percent=percent, seed=seed, population=len(stems),
+                                         size=len(self.sample.photos), reviewer=reviewer)
 
     # -- the folder ---------------------------------------------------------------------------
     def refresh(self) -> None:
