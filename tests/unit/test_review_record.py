@@ -335,3 +335,18 @@ def test_without_a_summary_failures_come_from_the_job_logs(folder):
     assert entries[stem_of(4)].status == "failed"
     assert entries[stem_of(4)].reasons == ["corrupt PNG (synthetic)"]
     assert entries[stem_of(3)].status == "restored"
+
+
+def test_the_reviewer_is_warned_when_they_ran_the_workflow(folder):
+    import getpass
+    import json
+
+    me = getpass.getuser()
+    assert Review(folder, me).operator == me                 # the owner of run_summary.json
+    assert Review(folder, me).operator_is_reviewer
+    assert not Review(folder, "second person").operator_is_reviewer
+    summary = json.loads((folder / "run_summary.json").read_text())
+    summary["operator"] = "bob"                                # a run that records its operator
+    (folder / "run_summary.json").write_text(json.dumps(summary))
+    assert Review(folder, "bob").operator_is_reviewer
+    assert not Review(folder, me).operator_is_reviewer
