@@ -24,7 +24,6 @@ a path and serves it only under the output folder (:func:`oldphoto.review.images
 
 from __future__ import annotations
 
-import json
 import threading
 from importlib import resources
 from pathlib import Path
