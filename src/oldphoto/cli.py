@@ -112,6 +112,8 @@ OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
       [--resources gpu=<number of GPUs>] [EXTRA]
   oldphoto sheet INPUT_DIR [-o PATH] [--force]  writes a starter photo sheet (per-photo
                settings, --photo-sheet; see oldphoto sheet --help)
+  oldphoto review OUTPUT_DIR  review the restorations in the browser: accept, reject, rerun
+               with other settings, keep the record (see oldphoto review --help)
 Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
 Run it again to finish an interrupted run or add photos: only missing work is done.
 
@@ -134,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oldphoto",
         usage="%(prog)s [options] [-- EXTRA snakemake arguments]\n"
-              "       %(prog)s sheet INPUT_DIR [-o PATH] [--force]",
+              "       %(prog)s sheet INPUT_DIR [-o PATH] [--force]\n"
+              "       %(prog)s review OUTPUT_DIR [--reviewer NAME] [--export TSV] ...",
         description="Restore old photos (Bringing Old Photos Back to Life, Wan et al. 2020) with "
                     "the same options as the official run.py, as an incremental Snakemake "
                     "workflow.",
@@ -324,6 +327,13 @@ def sheet_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def review_main(argv: Sequence[str]) -> int:
+    """``oldphoto review OUTPUT_DIR ...``: the review server (docs/review.md)."""
+    from oldphoto.review.main import main as review
+
+    return review(argv)
+
+
 def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: argparse.Namespace,
                gpus: list[int] | None, extra: Sequence[str]) -> int:
     """``--slurm N``: one ``sbatch --array`` over shards of the folder; wait; merge summaries."""
@@ -367,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sheet"]:
         return sheet_main(argv[1:])
+    if argv[:1] == ["review"]:
+        return review_main(argv[1:])
     extra: list[str] = []
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
