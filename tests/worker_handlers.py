@@ -38,6 +38,14 @@ def handle(request: dict) -> dict:
         raise BadImageError(request["inputs"].get("image"), "cannot decode")
     if task == "exit":
         os._exit(int(params.get("status", 3)))
+    if task == "exit_once":  # dies the first time (its marker file remembers), then answers
+        if request.get("log"):  # as a workflow job, each attempt rewrites its log
+            Path(request["log"]).write_text(f"attempt in worker {os.getpid()}\n")
+        marker = Path(params["marker"])
+        if not marker.exists():
+            marker.write_text("died once")
+            os._exit(3)
+        return {"ok": True, "message": "second life", "pid": os.getpid()}
     if task == "segfault":
         os.kill(os.getpid(), signal.SIGSEGV)
         time.sleep(10)

@@ -259,7 +259,7 @@ def paste_faces_from_record(image: np.ndarray, record: Mapping[str, Any],
             notes.append(f"face {face.index}: enhanced crop is {enhanced.dtype} "
                          f"{enhanced.shape}, expected uint8 ({size}, {size}, 3); kept unenhanced")
             continue
-        pairs.append((enhanced, face.matrix))
+        pairs.append((enhanced, face.face_to_photo))
     for index in sorted(set(enhanced_faces) - {face.index for face in recorded}):
         notes.append(f"enhanced crop {index} has no recorded face, ignored")
     return paste_faces(image, pairs, size, blending), notes

@@ -22,7 +22,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from oldphoto.locks import FolderInUse, Ownership
 
 from oldphoto.errors import OldPhotoError
 
@@ -31,6 +34,8 @@ CONFIG_NAME = "oldphoto_config.yaml"
 EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
 """``--ext`` (GFPGAN's spelling) -> config ``output_format``."""
 REPORT_TARGET = "gallery"
+EXIT_FOLDER_IN_USE = 3
+"""Exit status when another run holds the output folder (or its lock's owner is unknown)."""
 
 
 class UsageError(Exception):
@@ -109,6 +114,8 @@ OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
       [--resources gpu=<number of GPUs>] [EXTRA]
   oldphoto sheet INPUT_DIR [-o PATH] [--force]  writes a starter photo sheet (per-photo
                settings, --photo-sheet; see oldphoto sheet --help)
+  oldphoto review OUTPUT_DIR  review the restorations in the browser: accept, reject, rerun
+               with other settings, keep the record (see oldphoto review --help)
 Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
 Run it again to finish an interrupted run or add photos: only missing work is done.
 
@@ -120,8 +127,11 @@ Run it again to finish an interrupted run or add photos: only missing work is do
                (no config key; anything else is an error)
 
 Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
-the others are finished), 2 for a command line or configuration error, or when a library,
-program or model file the run needs is missing (named with how to get it; nothing is run).
+the others are finished), 2 for a command line or configuration error or when a library,
+program or model file the run needs is missing (named with how to get it; nothing is run), 3
+when the output folder is locked by a run that is alive or cannot be checked from here (nothing
+was done; the message names its owner). A lock left by a dead run of this machine is removed by itself; --unlock
+removes any lock, for when no run is alive anywhere (docs/resume.md).
 """
 
 
@@ -129,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oldphoto",
         usage="%(prog)s [options] [-- EXTRA snakemake arguments]\n"
-              "       %(prog)s sheet INPUT_DIR [-o PATH] [--force]",
+              "       %(prog)s sheet INPUT_DIR [-o PATH] [--force]\n"
+              "       %(prog)s review OUTPUT_DIR [--reviewer NAME] [--export TSV] ...",
         description="Restore old photos (Bringing Old Photos Back to Life, Wan et al. 2020) with "
                     "the same options as the official run.py, as an incremental Snakemake "
                     "workflow.",
@@ -188,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="after the run, build the Snakemake report of every finished photo "
                              "(snakemake --report FILE gallery; default FILE: "
                              "OUTPUT_FOLDER/report.html, .zip for big runs)")
+    parser.add_argument("--unlock", action="store_true",
+                        help="remove the output folder's lock (Snakemake's lock files and "
+                             "oldphoto's owner record), saying what was removed, and exit; only "
+                             "when no run is alive anywhere (snakemake --unlock)")
     return parser
 
 
@@ -247,15 +262,23 @@ def report_command(root: Path, out: Path, config_file: Path, report: Path) -> li
     ]
 
 
-def run_to_the_end(command: Sequence[str], env: dict) -> int:
+def run_to_the_end(command: Sequence[str], env: dict, ownership: Ownership | None = None) -> int:
     """Run ``command``; on Ctrl-C keep waiting while Snakemake (which got the same SIGINT from
-    the terminal) stops its jobs and cleans up, instead of killing it half-way."""
-    process = subprocess.Popen(list(command), env=env)
+    the terminal) stops its jobs and cleans up, instead of killing it half-way.  With an
+    :class:`oldphoto.locks.Ownership` of the folder, the process shares its lock and is named in
+    its owner record."""
+    pass_fds = ownership.pass_fds if ownership is not None else ()
+    process = subprocess.Popen(list(command), env=env, pass_fds=pass_fds)
+    if ownership is not None:
+        ownership.started(process.pid)
     while True:
         try:
-            return process.wait()
+            code = process.wait()
         except KeyboardInterrupt:
             continue
+        if ownership is not None:
+            ownership.ended(code)
+        return code
 
 
 def read_summary(out: Path, since: float) -> dict | None:
@@ -305,6 +328,13 @@ def sheet_main(argv: Sequence[str]) -> int:
           f"run oldphoto --input_folder {shlex.quote(str(input_dir))} --photo-sheet "
           f"{shlex.quote(str(target))}")
     return 0
+
+
+def review_main(argv: Sequence[str]) -> int:
+    """``oldphoto review OUTPUT_DIR ...``: the review server (docs/review.md)."""
+    from oldphoto.review.main import main as review
+
+    return review(argv)
 
 
 def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: argparse.Namespace,
@@ -367,11 +397,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sheet"]:
         return sheet_main(argv[1:])
+    if argv[:1] == ["review"]:
+        return review_main(argv[1:])
     extra: list[str] = []
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
     args = build_parser().parse_args(argv)
+    if args.unlock:
+        return unlock_main(Path(args.output_folder).expanduser().resolve())
     try:
         root = workflow_root()
         config = settings(args, root)
@@ -384,12 +418,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"oldphoto: error: {err.one_line()}", file=sys.stderr)
         return 2
 
+    from oldphoto.locks import FolderInUse, take_ownership
+
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    # Before anything is written: a lock is removed only when its owner is known to be dead.
+    try:
+        ownership, removed = take_ownership(out, dry_run=args.dry_run)
+    except FolderInUse as err:
+        print(folder_in_use_message(err, root), file=sys.stderr)
+        return EXIT_FOLDER_IN_USE
+    except OSError as err:
+        print(f"oldphoto: error: cannot claim the output folder {out}: {err}", file=sys.stderr)
+        return 2
+    for what in removed:
+        print(f"oldphoto: removed {what}", file=sys.stderr)
+    try:
+        return run_in_folder(root, out, config, args, gpus, extra, ownership)
+    finally:
+        if ownership is not None:
+            ownership.release()
+
+
+def unlock_main(out: Path) -> int:
+    """``oldphoto --output_folder OUT --unlock``: exit 0 (saying what was removed), or 3 when a
+    run is alive on this machine."""
+    from oldphoto.locks import FolderInUse, unlock
+
+    try:
+        removed = unlock(out)
+    except FolderInUse as err:
+        print(f"oldphoto: error: not unlocked: {out} is in use by a live run: {err.owner} "
+              f"({err.verdict.reason}); stop that run first", file=sys.stderr)
+        return EXIT_FOLDER_IN_USE
+    for what in removed:
+        print(f"oldphoto: removed {what}")
+    if not removed:
+        print(f"oldphoto: {out} has no lock; nothing removed")
+    return 0
+
+
+def folder_in_use_message(err: FolderInUse, root: Path) -> str:
+    """Why a run did not start (:class:`oldphoto.locks.FolderInUse`), its owner and the way out."""
+    out = err.workdir
+    state = ("is in use by a live run" if err.verdict.state == "alive"
+             else "is locked by a run that cannot be checked from here")
+    snakemake_unlock = shlex.join([
+        sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+        "--directory", str(out), "--configfile", str(out / CONFIG_NAME), "--unlock"])
+    return "\n".join([
+        f"oldphoto: error: {out} {state}; nothing was done",
+        f"oldphoto:   owner: {err.owner}",
+        f"oldphoto:   why: {err.verdict.reason}",
+        *(["oldphoto:   wait for that run to end (or stop it) and run this command again; a lock "
+           "it leaves behind on this machine is removed then"] if err.verdict.state == "alive"
+          else []),
+        "oldphoto:   only if no run is alive anywhere (no machine, no container works in this "
+        "folder), remove the lock with",
+        f"oldphoto:     oldphoto --output_folder {shlex.quote(str(out))} --unlock",
+        f"oldphoto:   or: {snakemake_unlock}",
+    ])
+
+
+def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
+                  gpus: list[int] | None, extra: Sequence[str],
+                  ownership: Ownership | None) -> int:
+    """The run, once its output folder is this process's (``ownership``; None for a dry run)."""
     import yaml
 
     from oldphoto.summary import summary_line
 
-    out = Path(config["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
     config_file = out / CONFIG_NAME
     config_file.write_text(
         "# Written by the oldphoto command; rerun with the snakemake command it printed.\n"
@@ -401,17 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.slurm is not None:
         return slurm_main(root, out, config, config_file, args, gpus, extra)
 
-    from oldphoto.locks import clear_stale_lock
-
-    # After a kill -9 the directory lock stays behind: remove it only when no Snakemake process
-    # works in this folder (checked, not guessed).
-    for lock in clear_stale_lock(out):
-        print(f"oldphoto: removed the stale Snakemake lock {lock} (no Snakemake process runs "
-              f"in {out})", file=sys.stderr)
     command = snakemake_command(root, out, config_file, args, gpus, extra)
     print("oldphoto: " + shlex.join(command), file=sys.stderr, flush=True)
     started = time.time() - 1.0  # file systems with coarse timestamps
-    code = run_to_the_end(command, env)
+    code = run_to_the_end(command, env, ownership)
     if args.dry_run:
         return code
 

@@ -68,6 +68,15 @@ def run_mode(config: Mapping[str, Any]) -> Mode:
     return Mode(with_scratch=config["with_scratch"] in (True, "auto"), hr=bool(config["hr"]))
 
 
+def folder_sheet(config: Mapping[str, Any]) -> str | None:
+    """The output folder's own photo sheet (``photo_sheet.tsv``, written by ``oldphoto review``)
+    when it exists: the sheet of a run whose config names none (docs/review.md)."""
+    from oldphoto.layout import Layout
+
+    path = Layout(str(config["output_dir"])).folder_sheet
+    return path if Path(path).is_file() else None
+
+
 def photo_settings(config: Mapping[str, Any], inputs, folder=None) -> dict[str, PhotoSettings]:
     """Every photo's effective per-photo settings: its row of the photo sheet (``photo_sheet``),
     else the run's config (:func:`oldphoto.sheet.effective_settings`; each knows which of its
@@ -81,8 +90,9 @@ def photo_settings(config: Mapping[str, Any], inputs, folder=None) -> dict[str, 
     from oldphoto.sheet import effective_settings, read_sheet
 
     rows: dict[str, dict[str, Any]] = {}
-    if config.get("photo_sheet"):
-        rows = read_sheet(config["photo_sheet"], (folder or inputs).images, config["input_dir"])
+    sheet = config.get("photo_sheet") or folder_sheet(config)
+    if sheet:
+        rows = read_sheet(sheet, (folder or inputs).images, config["input_dir"])
     run_wide = effective_settings(config, {})
     return {stem: (effective_settings(config, rows[stem]) if rows.get(stem) else run_wide)
             for stem in inputs.images}

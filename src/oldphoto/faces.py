@@ -16,7 +16,9 @@ at 3-4× / 10-16× the time (``bench/results/face_detectors.md``); ``only_center
 
 The matrix ``T`` of every face maps aligned-crop (x, y) to image (x, y); it is exactly the inverse
 map ``warp`` wants, and stage 4 reuses it from the stage-2 JSON instead of re-detecting
-(docs/reference_facts.md#b13-stage-4-re-detects-faces).
+(docs/reference_facts.md#b13-stage-4-re-detects-faces).  The record names each matrix by its
+direction: ``face_to_photo`` (``T``, aligned crop → photo: where a face goes back, where the
+change map draws its box) and ``photo_to_face`` (``T⁻¹``, photo → aligned crop).
 Facts: docs/reference_facts.md#face-detection-and-alignment.
 """
 
@@ -110,14 +112,14 @@ class Face:
 
 @dataclass(frozen=True)
 class AlignedFace:
-    """A face with its alignment: 1-based ``index`` in detector order, ``matrix`` (aligned → image),
-    ``inverse`` (image → aligned), crop ``size`` and the aligned uint8 crop ``image``
-    (``None`` for faces read back from JSON)."""
+    """A face with its alignment: 1-based ``index`` in detector order, ``face_to_photo`` (3×3,
+    aligned-crop (x, y) → photo (x, y)), ``photo_to_face`` (its inverse), crop ``size`` and the
+    aligned uint8 crop ``image`` (``None`` for faces read back from JSON)."""
 
     index: int
     face: Face
-    matrix: np.ndarray
-    inverse: np.ndarray
+    face_to_photo: np.ndarray
+    photo_to_face: np.ndarray
     size: int
     image: np.ndarray | None = None
 
@@ -129,8 +131,8 @@ class AlignedFace:
             "score": float(self.face.score),
             "landmarks68": self.face.landmarks68.astype(int).tolist(),
             "five_points": self.face.five_points.astype(int).tolist(),
-            "matrix": np.asarray(self.matrix, dtype=np.float64).tolist(),
-            "inverse": np.asarray(self.inverse, dtype=np.float64).tolist(),
+            "face_to_photo": np.asarray(self.face_to_photo, dtype=np.float64).tolist(),
+            "photo_to_face": np.asarray(self.photo_to_face, dtype=np.float64).tolist(),
             "size": int(self.size),
         }
 
@@ -311,8 +313,8 @@ def detect_and_align(rgb: np.ndarray, models: FaceModels, size: int,
     aligned = []
     for index, face in enumerate(select_faces(found, height, width, options), start=1):
         matrix = similarity_matrix(face.five_points, size)
-        aligned.append(AlignedFace(index=index, face=face, matrix=matrix,
-                                   inverse=inverse_matrix(matrix), size=size,
+        aligned.append(AlignedFace(index=index, face=face, face_to_photo=matrix,
+                                   photo_to_face=inverse_matrix(matrix), size=size,
                                    image=align_face(rgb, matrix, size)))
     return aligned
 
@@ -344,24 +346,43 @@ def faces_to_json(rgb: np.ndarray | tuple[int, int], faces: Sequence[AlignedFace
     return record
 
 
+LEGACY_MATRIX_KEYS = {"face_to_photo": "matrix", "photo_to_face": "inverse"}
+"""The names stage-2 records written before the matrices were named by their direction used for
+them (same values): a record from an earlier run reads the same."""
+
+
+def face_matrix(entry: Mapping[str, Any], name: str) -> np.ndarray:
+    """One face's 3×3 float64 matrix ``name`` (``face_to_photo`` or ``photo_to_face``) from its
+    stage-2 record entry; an entry without ``photo_to_face`` gets the inverse of
+    ``face_to_photo``.  Raises ``KeyError`` when the entry has no ``face_to_photo``."""
+    for key in (name, LEGACY_MATRIX_KEYS[name]):
+        if key in entry:
+            return np.array(entry[key], dtype=np.float64)
+    if name == "photo_to_face":
+        return inverse_matrix(face_matrix(entry, "face_to_photo"))
+    raise KeyError(name)
+
+
 def faces_from_json(record: Mapping[str, Any]) -> list[AlignedFace]:
-    """The faces of a stage-2 record (without images), validated; raises ``ValueError``."""
+    """The faces of a stage-2 record (without images), validated; raises ``ValueError``.
+
+    Records of earlier versions (``matrix``/``inverse``, :data:`LEGACY_MATRIX_KEYS`) read the same.
+    """
     try:
         size = int(record["face_size"])
         faces = []
         for entry in record["faces"]:
-            matrix = np.array(entry["matrix"], dtype=np.float64)
-            inverse = (np.array(entry["inverse"], dtype=np.float64) if "inverse" in entry
-                       else inverse_matrix(matrix))
+            to_photo = face_matrix(entry, "face_to_photo")
+            to_face = face_matrix(entry, "photo_to_face")
             face = Face(rect=tuple(int(v) for v in entry["rect"]), score=float(entry["score"]),
                         landmarks68=np.array(entry["landmarks68"], dtype=np.int64),
                         five_points=np.array(entry["five_points"], dtype=np.int64))
-            shapes = (matrix.shape, inverse.shape, face.five_points.shape)
+            shapes = (to_photo.shape, to_face.shape, face.five_points.shape)
             if shapes != ((3, 3), (3, 3), (5, 2)):
-                raise ValueError("matrix/inverse must be 3×3 and five_points 5×2")
-            faces.append(AlignedFace(index=int(entry["index"]), face=face, matrix=matrix,
-                                     inverse=inverse, size=size))
-    except (KeyError, TypeError, ValueError) as err:
+                raise ValueError("face_to_photo/photo_to_face must be 3×3 and five_points 5×2")
+            faces.append(AlignedFace(index=int(entry["index"]), face=face,
+                                     face_to_photo=to_photo, photo_to_face=to_face, size=size))
+    except (KeyError, TypeError, ValueError, np.linalg.LinAlgError) as err:
         raise ValueError(f"malformed stage-2 face record: {err!r}") from err
     return faces
 

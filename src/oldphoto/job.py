@@ -85,7 +85,7 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
 
         return run_task(request)
     from oldphoto.worker.client import WorkerDied
-    from oldphoto.worker.client import submit as submit_to_worker
+    from oldphoto.worker.client import submit_retrying_once as submit_to_worker
 
     pool = "net" if request["task"] in NETWORK_TASKS else "cpu"
     # A worker started with other values of these is replaced (they pick its device).
@@ -97,10 +97,12 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
         )
     except WorkerDied as err:
         # The worker process died under this job (killed, out of memory, a crash in a native
-        # library): this photo fails with the reason; the next job starts a fresh worker.
+        # library), after one retry in a fresh worker (or with its run gone): this photo fails
+        # with the reason; the next job starts a fresh worker.
+        again = " again, after one retry" if getattr(err, "retried", None) else ""
         line = (f"FAILED {request.get('rule') or request['task']} {request.get('image', '')} :: "
-                f"worker died while running this job ({err}); killed by a signal, e.g. out of "
-                "memory or a time limit")
+                f"worker died while running this job{again} ({err}); killed by a signal, e.g. "
+                "out of memory or a time limit")
         if request.get("log"):
             with open(request["log"], "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")

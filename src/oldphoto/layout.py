@@ -15,7 +15,10 @@ summary and the report read finished runs through them, and the CLI points users
       stage_3_face_output/each_img/<photo>_<k>.png              (face_jobs: per_face)
       final_output/<photo>.<ext>                                png | tif | jpg (output_format)
       provenance/<photo>.json                                   the per-photo sidecar
+      superseded/<photo>.<time>.<ext>(.json)                    finals a format change replaced
       report/{previews,masks,faces,changes}/...  logs/<rule>/  benchmarks/<rule>/  run_summary.json
+      photo_sheet.tsv                                           the folder's own photo sheet
+      review.sqlite                                             oldphoto review's record
       .oldphoto/                                                run bookkeeping (input manifest)
 
 ``final_output/`` holds only the restored photos.  Their extension follows ``output_format``
@@ -33,6 +36,9 @@ from pathlib import Path
 from oldphoto.archival.formats import EXTENSIONS, output_format_for_file
 
 SUMMARY_NAME = "run_summary.json"
+FOLDER_SHEET = "photo_sheet.tsv"
+"""The folder's own photo sheet: used when the run's config names none (``oldphoto review``
+writes rejections there, docs/review.md)."""
 STAGE1 = "stage_1_restore_output"
 STAGE2 = "stage_2_detection_output"
 STAGE3 = "stage_3_face_output"
@@ -135,6 +141,11 @@ class Layout:
     @property
     def summary(self) -> str:
         return self._path(SUMMARY_NAME)
+
+    @property
+    def folder_sheet(self) -> str:
+        """The folder's own photo sheet (:data:`FOLDER_SHEET`), read when the config names none."""
+        return self._path(FOLDER_SHEET)
 
     @property
     def run_dir(self) -> str:

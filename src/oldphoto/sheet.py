@@ -314,3 +314,105 @@ def effective_settings(run_config: Mapping[str, Any],
         else:
             settings[key] = DEFAULTS[key]
     return PhotoSettings(settings, from_sheet=overrides)
+
+
+def sheet_cell(column: str, value: Any) -> str:
+    """A setting's value as the sheet writes it: ``yes``/``no`` for booleans, ``auto``, whole
+    numbers as digits, ``""`` for None (= the run's setting); the inverse of reading a cell."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).strip()
+    if column != "photo":
+        text = text.lower()
+        if text in ("true", "false"):
+            text = "yes" if text == "true" else "no"
+    return text
+
+
+def write_sheet_row(path: str | Path, photo: str, values: Mapping[str, Any],
+                    schema_path: str | Path | None = None) -> bool:
+    """Write one photo's row of a sheet, replacing its row if it has one; returns True when the
+    file changed.
+
+    ``values`` maps setting columns to a value (typed as :func:`read_sheet` returns them, or the
+    cell's text); a missing column or None leaves the cell empty (= the run's setting).  Every
+    other line of the sheet — comments, blank lines, the other photos' rows — is kept byte for
+    byte, and so are a byte-order mark and Windows line ends; a column the header lacks is added
+    at its end (the other rows keep their cells: a missing trailing cell is an empty one).  A
+    sheet that does not exist is created with every column of :data:`COLUMNS`.  The row is
+    validated by the sheet's schema before anything is written, and the file is replaced
+    atomically (:func:`oldphoto.atomic.write_bytes_atomic`): a reader sees the old sheet or the
+    new one, never a half-written one.
+
+    Raises:
+        ConfigError: unknown column, a value the schema refuses (naming the column and value),
+            an unreadable sheet, or one whose header is not a valid sheet header.
+    """
+    import jsonschema
+
+    from oldphoto.atomic import write_bytes_atomic
+
+    sheet = Path(path)
+    schema = _load_schema(schema_path)
+    cells = {column: sheet_cell(column, value) for column, value in values.items()}
+    unknown = sorted(set(cells) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(sheet, f"not sheet columns: {', '.join(unknown)}")
+    if not photo or "\t" in photo or "\n" in photo or photo.lstrip().startswith("#"):
+        raise ConfigError(sheet, f"photo {photo!r}: cannot be written as a sheet row")
+    row = {"photo": photo, **{column: cell for column, cell in cells.items() if cell}}
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(row):
+        column = error.path[-1] if error.path else "photo"
+        raise ConfigError(sheet, f"photo {photo!r}, column {column!r}: value "
+                                 f"{row.get(column, '')!r}: {_describe_error(error, schema)}")
+
+    if sheet.exists():
+        try:
+            raw = sheet.read_bytes()
+            text = raw.decode("utf-8-sig")
+        except OSError as err:
+            raise ConfigError(sheet, f"cannot read the photo sheet: {err.strerror or err}") \
+                from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(sheet, f"the photo sheet is not UTF-8 text (byte {err.start})") \
+                from None
+        bom = raw.startswith(b"\xef\xbb\xbf")
+    else:
+        text, bom = "\t".join(COLUMNS) + "\n", False
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines()
+    content = [(i, line) for i, line in enumerate(lines)
+               if line.strip() and not line.lstrip().startswith("#")]
+    if not content:
+        lines.append("\t".join(COLUMNS))
+        content = [(len(lines) - 1, lines[-1])]
+    header_index, header_line = content[0]
+    header = [cell.strip().lower() for cell in header_line.rstrip().split("\t")]
+    if "photo" not in header or set(header) - set(COLUMNS):
+        raise ConfigError(sheet, f"row {header_index + 1}: not a photo sheet header "
+                                 f"({header_line.strip()!r})")
+    missing = [column for column in COLUMNS if column in cells and column not in header]
+    if missing:
+        header += missing
+        lines[header_index] = header_line.rstrip() + "".join("\t" + c for c in missing)
+    new_line = "\t".join(row.get(column, "") for column in header).rstrip("\t")
+    photo_at = header.index("photo")
+    found = None
+    for index, line in content[1:]:
+        parts = line.rstrip().split("\t")
+        if len(parts) > photo_at and parts[photo_at].strip() == photo:
+            found = index
+            break
+    if found is None:
+        lines.append(new_line)
+    elif lines[found].rstrip() == new_line and not missing:
+        return False
+    else:
+        lines[found] = new_line
+    data = newline.join(lines) + newline
+    write_bytes_atomic(sheet, (b"\xef\xbb\xbf" if bom else b"") + data.encode("utf-8"))
+    return True

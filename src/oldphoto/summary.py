@@ -2,7 +2,8 @@
 
 Called from the Snakefile's ``onsuccess``/``onerror`` (once per run, in the main process).  Each
 job's log says how it ended — ``] done``, a ``FAILED <rule> <image> :: <reason>`` line, or
-nothing (killed) — and the final outputs say which photos are finished.
+nothing (killed) — and whether it was retried after its worker died (a ``RETRIED`` line), and
+the final outputs say which photos are finished.
 """
 
 from __future__ import annotations
@@ -55,6 +56,30 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
                 _, _, image = head.partition(" ")
                 reasons.setdefault(image, []).append(reason.strip())
     return reasons
+
+
+def retried_jobs(log_dir: Path, since: float) -> dict[str, list[str]]:
+    """image stem -> why each of its jobs written since ``since`` (this run) was retried: the
+    ``RETRIED <rule> <image> :: <reason>`` lines of
+    :func:`oldphoto.worker.client.submit_retrying_once`."""
+    from oldphoto.worker.client import RETRIED_PREFIX
+
+    retried: dict[str, list[str]] = {}
+    if not log_dir.is_dir():
+        return retried
+    for log in sorted(log_dir.glob("*/*.log")):
+        try:
+            if log.stat().st_mtime < since:
+                continue
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(RETRIED_PREFIX):
+                head, _, reason = line[len(RETRIED_PREFIX):].partition(" :: ")
+                rule, _, image = head.partition(" ")
+                retried.setdefault(image, []).append(f"{rule}: {reason.strip()}")
+    return retried
 
 
 IMAGE_RULES = ("detect_scratches", "triage_scratches", "restore_global", "detect_faces",
@@ -124,6 +149,8 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     out = Path(config["output_dir"])
     failures = failure_reasons(out / "logs")
     unfinished = unfinished_jobs(out / "logs")
+    # file systems with coarse timestamps: a log of this run may look up to 1 s older
+    retried = retried_jobs(out / "logs", since=_LOADED_AT - 1.0)
     photos: dict[str, Any] = {}
     for stem, source in sorted(inputs.images.items()):
         entry: dict[str, Any] = {"input": display_path(source)}
@@ -162,6 +189,8 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
             entry["reasons"] = unfinished[stem]
         else:
             entry["status"] = "not run"
+        if stem in retried:
+            entry["retried"] = retried[stem]
         photos[stem] = entry
     counts = {
         "restored": sum(p["status"] == "restored" for p in photos.values()),
@@ -171,6 +200,7 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
         "failed": sum(p["status"] == "failed" for p in photos.values()),
         "not_run": sum(p["status"] == "not run" for p in photos.values()),
         "skipped": len(inputs.skipped),
+        "retried": sum("retried" in p for p in photos.values()),
     }
     return {
         "version": __version__,
@@ -193,6 +223,8 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     )
     if c["not_run"]:
         line += f", {c['not_run']} not run"
+    if summary["counts"].get("retried"):
+        line += f", {summary['counts']['retried']} retried after a worker died"
     return line
 
 

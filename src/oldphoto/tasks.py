@@ -172,10 +172,20 @@ def detect_and_enhance_faces(job: "Job") -> None:
 
 def blend_faces(job: "Job") -> None:
     """Stage 4: blend the faces in and write the final output as an archival derivative of the
-    input (``oldphoto.archival.final``); then, from the files just written, the photo's views
-    for the report (before/after, face strip, change map) and its sidecar."""
+    input (``oldphoto.archival.final``), moving aside a final of the photo under another
+    extension (``oldphoto.archival.supersede``); then, from the files just written, the photo's
+    views for the report (before/after, face strip, change map) and its sidecar.
+
+    What it records is the path the photo took: a ``with_scratch: auto`` photo's triage
+    decision (input ``triage``) picks its mode, and its settings are typed
+    (``oldphoto.archival.settings``).
+    """
+    import json
+
     from oldphoto import stages
     from oldphoto.archival import final as archival
+    from oldphoto.archival.formats import format_of_extension
+    from oldphoto.archival.settings import networks_used, path_taken, recorded_settings
     from oldphoto.archival.tone import apply_tone_keep
 
     restored = job.read_photo(job.input("restored")).rgb
@@ -190,32 +200,55 @@ def blend_faces(job: "Job") -> None:
     if job.params["tone"] == "keep":
         final = apply_tone_keep(original.rgb, final)
     faces = len(record.get("faces") or [])
+    # with_scratch: auto: the triage decided the path (restore_global read the same file)
+    triage = stages.read_record(job.input("triage")) if "triage" in job.inputs else None
+    configured = _mode(job)
+    taken = path_taken(configured, triage)
+    settings = recorded_settings(job.shaping_params(), triage=triage,
+                                 final_format=format_of_extension(job.output("final")))
+    used = networks_used(taken, detector_ran=configured.with_scratch,
+                         face_network=_param(job, "face_network", "") if faces else None)
+    checkpoints = archival.checkpoint_sha256s(job.inputs_list("checkpoint_records"),
+                                              job.params["face_network"], faces)
     derivation = archival.write_final(
         job.output("final"), final, master_path=job.input("original"),
         alpha=original.alpha if keep_size else None,
         backend=archival.provenance_backend(job.params["backend"], faces),
-        checkpoints=archival.checkpoint_sha256s(job.inputs_list("checkpoint_records"),
-                                                job.params["face_network"], faces),
-        settings=job.shaping_params(),
-        carry_metadata=job.params["carry_metadata"] in (True, "True", "true"),
-        jpeg_quality=int(job.params["jpeg_quality"]), text=job.metadata(),
+        checkpoints={name: sha for name, sha in checkpoints.items() if name in used},
+        settings=settings, carry_metadata=settings["carry_metadata"],
+        jpeg_quality=int(job.params["jpeg_quality"]),
+        text=dict(job.metadata(), **{"oldphoto:settings": json.dumps(settings, sort_keys=True)}),
     )
     output = derivation["output"]
     job.log(f"wrote {output['file']}: {output['format']} {output['bits']}-bit, "
-            f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}")
-    _write_views(job, original.rgb, record, enhanced, derivation)
+            f"{derivation['record']['digital_source_type'].rsplit('/', 1)[-1]}, "
+            f"{taken.key} path")
+    _supersede_other_finals(job)
+    _write_views(job, original.rgb, record, enhanced, derivation, taken, triage)
 
 
-def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: dict) -> None:
+def _supersede_other_finals(job: "Job") -> None:
+    """One final per photo: a final of this photo under another extension (its output_format
+    changed) moves to ``superseded/`` with its record (``docs/archival.md``)."""
+    from oldphoto.archival.supersede import supersede_other_finals
+
+    for moved in supersede_other_finals(job.output("final")):
+        job.log(f"superseded {moved['file']}: moved to {moved['moved_to']}")
+
+
+def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: dict,
+                 taken: Mode, triage: dict | None) -> None:
     """The report's views of one finished photo: ``before`` (the input as stage 4 read it)
     beside the final output read back as written, the face strip (aligned over ``enhanced``
-    faces), the change map and the sidecar (the final output's provenance, the change
-    statistics and the stage timings)."""
+    faces), the change map (scratches outlined only where the path ``taken`` repaired them) and
+    the sidecar (the final output's provenance, the change statistics, the stage timings, the
+    ``triage`` decision and the finals this one superseded)."""
     import cv2
 
     from oldphoto import report, stages
     from oldphoto.archival.changes import change_map, replaced_face_boxes
     from oldphoto.archival.provenance import write_sidecar
+    from oldphoto.archival.supersede import superseded_history
 
     preview_width = int(job.params["preview_width"])
     after = job.read_original(job.output("final")).rgb
@@ -233,7 +266,9 @@ def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: d
     height, width = after.shape[:2]
     if before.shape[:2] != (height, width):  # final_size: official
         before = cv2.resize(before, (width, height), interpolation=cv2.INTER_AREA)
-    mask = stages.read_mask(job.input("mask")) if "mask" in job.inputs else None
+    # an auto photo's mask is an input, but only the scratch path repaired what it marks
+    mask = (stages.read_mask(job.input("mask"))
+            if "mask" in job.inputs and taken.with_scratch else None)
     changes, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
     report.write_jpeg(job.output("changes"),
                       report.fit_width(changes, int(job.params["change_map_width"])))
@@ -241,7 +276,8 @@ def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: d
     timings = report.stage_timings(job.params["benchmarks"], job.image)
     timings[job.rule] = round(job.elapsed(), 3)  # this job: its own clock (no benchmark yet)
     write_sidecar(job.output("sidecar"), provenance, timings=timings,
-                  output=derivation["output"])
+                  output=derivation["output"], triage=triage,
+                  superseded=superseded_history(job.output("final")))
     job.log(f"changed {100 * stats['changed_fraction']:.1f}% of the photo")
 
 

@@ -90,11 +90,17 @@ def test_stage_timings_per_photo(tmp_path):
     assert stage_timings(tmp_path, "a") == {"restore_global": 1.5, "enhance_face": 0.75}
 
 
-def test_replaced_face_boxes_follow_the_inverse_matrix():
+def test_replaced_face_boxes_follow_the_face_to_photo_matrix():
+    # aligned (x, y) -> photo (2x + 10, y + 20): the 50-px square lands on (10, 20)-(110, 70)
+    face_to_photo = [[2.0, 0.0, 10.0], [0.0, 1.0, 20.0], [0.0, 0.0, 1.0]]
+    photo_to_face = np.linalg.inv(face_to_photo).tolist()
     record = {"image": {"width": 200, "height": 100}, "face_size": 50,
-              "faces": [{"inverse": [[2.0, 0.0, 10.0], [0.0, 1.0, 20.0]]}]}
+              "faces": [{"face_to_photo": face_to_photo, "photo_to_face": photo_to_face}]}
     assert replaced_face_boxes(record, (200, 100)) == [(10.0, 20.0, 110.0, 70.0)]
     assert replaced_face_boxes(record, (100, 50)) == [(5.0, 10.0, 55.0, 35.0)]
+    # a record of an earlier version names the same matrices matrix/inverse
+    legacy = dict(record, faces=[{"matrix": face_to_photo, "inverse": photo_to_face}])
+    assert replaced_face_boxes(legacy, (200, 100)) == [(10.0, 20.0, 110.0, 70.0)]
     assert replaced_face_boxes({"faces": []}, (10, 10)) == []
 
 

@@ -56,8 +56,8 @@ def golden_record(tag: str, name: str) -> dict:
         "face_size": golden["aligned_size"],
         "faces": [{"index": k, "rect": f["rect_ltrb"], "score": f["detector_score"],
                    "landmarks68": f["landmarks68_xy"], "five_points": f["five_points_xy"],
-                   "matrix": f["similarity_aligned_to_image_3x3"],
-                   "inverse": f["similarity_image_to_aligned_3x3"]}
+                   "face_to_photo": f["similarity_aligned_to_image_3x3"],
+                   "photo_to_face": f["similarity_image_to_aligned_3x3"]}
                   for k, f in enumerate(image["faces"], start=1)],
     }
 
@@ -160,13 +160,13 @@ def test_missing_enhanced_face_keeps_it_unenhanced():
     enhanced = golden_enhanced("std", "scratch_d", 2)
     final, notes = blend.paste_faces_from_record(image, record, {2: enhanced[2]})
     assert len(notes) == 1 and "face 1" in notes[0] and "unenhanced" in notes[0]
-    only_second = blend.paste_faces(image, [(enhanced[2], np.array(record["faces"][1]["matrix"]))],
+    only_second = blend.paste_faces(image, [(enhanced[2], np.array(record["faces"][1]["face_to_photo"]))],
                                     256)
     assert np.array_equal(final, only_second)
     full = read_rgb(DATA / "final_std" / "scratch_d.png")
     assert not np.array_equal(final, full)
     # Face 1's footprint outside face 2's blend mask is the untouched photo.
-    matrix1, matrix2 = (np.array(face["matrix"]) for face in record["faces"])
+    matrix1, matrix2 = (np.array(face["face_to_photo"]) for face in record["faces"])
     first = blend.warp_face_back(image, enhanced[1], matrix1, 256)
     second = blend.warp_face_back(image, enhanced[2], matrix2, 256)
     _, soft2 = blend.blend_mask(second.backward_mask, blend.mask_kernels(matrix2, 256))
@@ -234,7 +234,7 @@ def test_adaptive_scales_the_seam_with_the_face():
     record = golden_record("std", "scratch_d")
     image = read_rgb(INPUTS["scratch_d"])
     enhanced = golden_enhanced("std", "scratch_d", 2)
-    matrix = np.array(record["faces"][0]["matrix"])  # a 114-px face
+    matrix = np.array(record["faces"][0]["face_to_photo"])  # a 114-px face
     warped = blend.warp_face_back(image, enhanced[1], matrix, 256)
     eroded_off, soft_off = blend.blend_mask(warped.backward_mask,
                                             blend.mask_kernels(matrix, 256, "official"))
@@ -259,7 +259,7 @@ def test_adaptive_scales_the_seam_with_the_face():
     assert (eroded_ada[:, :, 0] > 0).sum() == (500 - (kernels.erosion_extent - 1)) ** 2
 
     # The whole photo stays valid: uint8, same size, untouched outside both footprints.
-    pairs = [(enhanced[k], np.array(f["matrix"])) for k, f in enumerate(record["faces"], 1)]
+    pairs = [(enhanced[k], np.array(f["face_to_photo"])) for k, f in enumerate(record["faces"], 1)]
     official = blend.paste_faces(image, pairs, 256, "official")
     adaptive = blend.paste_faces(image, pairs, 256, "adaptive")
     assert adaptive.dtype == np.uint8 and adaptive.shape == image.shape

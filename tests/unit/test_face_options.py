@@ -118,7 +118,7 @@ def test_only_center_face_keeps_the_face_nearest_the_centre(models):
     kept = faces.detect_and_align(rgb, models, 256, faces.FaceOptions(only_center_face=True))
     assert len(kept) == 1 and kept[0].index == 1
     assert kept[0].face.rect == (169, 42, 273, 146)
-    np.testing.assert_array_equal(kept[0].matrix, everything[1].matrix)
+    np.testing.assert_array_equal(kept[0].face_to_photo, everything[1].face_to_photo)
     golden = read_rgb(GOLDEN_ALIGNED / "scratch_d_2.png")
     assert np.array_equal(kept[0].image, golden)  # same crop as without the option
 
@@ -154,7 +154,7 @@ def test_record_holds_the_options_and_reads_back(models):
                                  "max_faces": 1}
     assert len(record["faces"]) == 1
     back = faces.faces_from_json(record)
-    assert np.array_equal(back[0].matrix, aligned[0].matrix)
+    assert np.array_equal(back[0].face_to_photo, aligned[0].face_to_photo)
     assert "options" not in faces.faces_to_json(rgb, aligned, 256)  # official record unchanged
 
 

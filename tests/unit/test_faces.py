@@ -139,12 +139,13 @@ def test_detect_and_align_and_json_round_trip(models):
     record = json.loads(json.dumps(faces.faces_to_json(rgb, aligned, 256)))
     assert record["image"] == {"width": 400, "height": 256} and record["face_size"] == 256
     assert set(record["faces"][0]) == {"index", "rect", "score", "landmarks68", "five_points",
-                                       "matrix", "inverse"}
+                                       "face_to_photo", "photo_to_face"}
     back = faces.faces_from_json(record)
     for original, restored in zip(aligned, back):
         assert restored.index == original.index and restored.size == 256
-        assert np.array_equal(restored.matrix, original.matrix)  # JSON floats round-trip exactly
-        assert np.array_equal(restored.inverse, original.inverse)
+        # JSON floats round-trip exactly
+        assert np.array_equal(restored.face_to_photo, original.face_to_photo)
+        assert np.array_equal(restored.photo_to_face, original.photo_to_face)
         assert restored.face.rect == original.face.rect
         assert np.array_equal(restored.face.landmarks68, original.face.landmarks68)
         assert restored.image is None
@@ -166,3 +167,28 @@ def test_malformed_record_and_bad_inputs_are_rejected():
         faces.similarity_matrix(np.zeros((5, 2), np.int64), 256)
     with pytest.raises(FileNotFoundError):
         faces.load_face_models(DATA / "missing.dat")
+
+
+def test_record_names_matrices_by_direction_and_reads_earlier_records(models):
+    rgb = read_rgb(INPUTS["scratch_d"])
+    record = json.loads(json.dumps(faces.faces_to_json(rgb, faces.detect_and_align(rgb, models,
+                                                                                   256), 256)))
+    entry = record["faces"][0]
+    to_photo, to_face = np.array(entry["face_to_photo"]), np.array(entry["photo_to_face"])
+    # face_to_photo sends the template's eye centre to where the photo's eye is
+    left_eye = faces.face_template(256)[0]
+    mapped = to_photo @ np.array([left_eye[0], left_eye[1], 1.0])
+    assert np.hypot(*(mapped[:2] - entry["five_points"][0])) < 6.0, (mapped, entry)
+    np.testing.assert_allclose(to_face @ to_photo, np.eye(3), atol=1e-12)
+    # a record of an earlier version (matrix = aligned -> photo, inverse = photo -> aligned)
+    legacy = {**record, "faces": [{**{k: v for k, v in e.items()
+                                      if k not in ("face_to_photo", "photo_to_face")},
+                                   "matrix": e["face_to_photo"], "inverse": e["photo_to_face"]}
+                                  for e in record["faces"]]}
+    for new, old in zip(faces.faces_from_json(record), faces.faces_from_json(legacy)):
+        assert np.array_equal(new.face_to_photo, old.face_to_photo)
+        assert np.array_equal(new.photo_to_face, old.photo_to_face)
+    # without photo_to_face, its inverse is computed
+    only = {**record, "faces": [{k: v for k, v in e.items() if k != "photo_to_face"}
+                                for e in record["faces"]]}
+    np.testing.assert_allclose(faces.faces_from_json(only)[0].photo_to_face, to_face, atol=1e-12)

@@ -1,5 +1,5 @@
 """The middle layer without Snakemake: a photo's Mode, the output Layout, DAG helpers, the job
-client's arguments and the stale-lock check."""
+client's arguments (the stale-lock check: test_locks.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from oldphoto import dag, job, locks
+from oldphoto import dag, job
 from oldphoto.errors import ConfigError
 from oldphoto.layout import Layout
 from oldphoto.mode import ALL_MODES, Mode
@@ -137,26 +136,3 @@ def test_job_client_imports_nothing_heavy():
                          check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__)
                                                                           .parents[2] / "src")))
     assert out.stdout.strip() == "set()"
-
-
-def test_stale_lock_is_cleared_only_without_a_snakemake_process(tmp_path):
-    work = tmp_path / "work"
-    (work / ".snakemake" / "locks").mkdir(parents=True)
-    lock = work / ".snakemake" / "locks" / "0.output.lock"
-    lock.write_text("x")
-    # a (fake) Snakemake process working in that folder holds the lock
-    fake = tmp_path / "snakemake"
-    fake.write_text("#!/bin/sh\nsleep 30\n")
-    fake.chmod(0o755)
-    holder = subprocess.Popen([str(fake), "--cores", "1"], cwd=work)
-    try:
-        deadline = time.monotonic() + 5
-        while not locks.snakemake_processes(work) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert locks.snakemake_processes(work) == [holder.pid]
-        assert locks.clear_stale_lock(work) == [] and lock.exists()
-    finally:
-        holder.kill()
-        holder.wait()
-    assert locks.clear_stale_lock(work) == [lock] and not lock.exists()
-    assert locks.clear_stale_lock(work) == []  # no lock: nothing to do

@@ -331,3 +331,70 @@ def test_malformed_requests_are_config_errors(run):
         submit({"params": {}}, pool="cpu", handler=HANDLER, key=run.key)
     with pytest.raises(ConfigError):
         submit({"task": "echo"}, pool="no/slash", handler=HANDLER, key=run.key)
+
+
+# ------------------------------------------------------------------------------------------------
+# One retry when the worker dies under a request (client.submit_retrying_once)
+# ------------------------------------------------------------------------------------------------
+def submit_retrying(run: Run, task: str, watch: tuple[int, int] | None = None, **fields):
+    return client.submit_retrying_once(
+        {"task": task, "rule": "restore_global", "image": "p07", **fields}, pool="cpu",
+        key=run.key, watch=watch or run.watch, handler=HANDLER, idle_timeout=30,
+        spawn_env=run.env, connect_timeout=30)
+
+
+def test_a_request_whose_worker_died_is_retried_once_in_a_fresh_worker(run, tmp_path):
+    log = tmp_path / "job.log"
+    first = run.submit("echo")["worker"]["pid"]
+    reply = submit_retrying(run, "exit_once", params={"marker": str(tmp_path / "marker")},
+                            log=str(log))
+    assert reply["ok"] and reply["message"] == "second life"
+    assert not process_alive(first) and reply["pid"] not in (first, None)
+    died = (f"worker died: {run.paths().log}: worker cpu-0 (pid {first}) died during task "
+            "'exit_once': exit status 3; see its log")
+    assert reply["retried"] == died
+    # the second attempt rewrote the log; the retry is its last line
+    assert log.read_text().splitlines() == [
+        f"attempt in worker {reply['pid']}",
+        f"RETRIED restore_global p07 :: {died}; retried once in a fresh worker"]
+
+
+def test_a_worker_dying_twice_fails_the_request_after_one_retry(run, tmp_path):
+    log = tmp_path / "job.log"
+    with pytest.raises(WorkerDied) as caught:
+        submit_retrying(run, "exit", params={"status": 3}, log=str(log))
+    assert "exit status 3" in str(caught.value) and "exit status 3" in caught.value.retried
+    assert caught.value.retried != str(caught.value)  # two workers, two pids
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("RETRIED restore_global p07 :: worker died")
+
+
+def test_a_request_failing_for_its_own_reasons_is_not_retried(run, tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("")
+    first = run.submit("echo")["worker"]
+    reply = submit_retrying(run, "bad_image", inputs={"image": "broken.png"}, log=str(log))
+    assert reply == {"ok": False, "message": "bad image: broken.png: cannot decode",
+                     "error_kind": "bad image", "worker": reply["worker"]}
+    assert reply["worker"]["pid"] == first["pid"] and reply["worker"]["served"] == 2
+    assert "retried" not in reply and log.read_text() == ""
+
+
+def test_no_retry_once_the_run_that_owns_the_workers_is_gone(run, tmp_path):
+    """The worker ends with its run (the watched process): so does the request, unretried."""
+    owner = subprocess.Popen(["sleep", "60"])
+    watch = (owner.pid, process_start_time(owner.pid))
+    log = tmp_path / "job.log"
+    log.write_text("")
+    killer = threading.Timer(1.0, owner.kill)
+    killer.start()
+    try:
+        with pytest.raises(WorkerDied) as caught:
+            submit_retrying(run, "sleep", params={"seconds": 20}, log=str(log), watch=watch)
+    finally:
+        killer.cancel()
+        owner.kill()
+        owner.wait()
+    assert getattr(caught.value, "retried", None) is None
+    assert log.read_text() == ""
+    assert f"watched process {owner.pid} is gone" in run.paths().log.read_text()

@@ -274,9 +274,22 @@ def test_change_map_shows_the_replaced_face(classical):
     assert face["changes"]["faces"] == len(record["faces"])
     with Image.open(out / "report" / "changes" / "face.changes.jpg") as im:
         preview = np.asarray(im.convert("RGB")).astype(int)
-    # the cyan box of the replaced face region (JPEG: near cyan)
-    cyan = (preview[:, :, 0] < 90) & (preview[:, :, 1] > 170) & (preview[:, :, 2] > 170)
-    assert cyan.sum() > 50
+    # the cyan box of the replaced face region stands where stage 4 pastes the face: the
+    # aligned square through face_to_photo (the photo is the final's size, no scaling)
+    [entry] = record["faces"]
+    side = record["face_size"]
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], float)
+    points = corners @ np.array(entry["face_to_photo"])[:2].T
+    height, width = preview.shape[:2]
+    x0, y0 = np.clip(np.rint(points.min(axis=0)), 0, [width, height]).astype(int)
+    x1, y1 = np.clip(np.rint(points.max(axis=0)), 0, [width, height]).astype(int)
+    left, top, right, bottom = entry["rect"]
+    assert x0 <= left and y0 <= top and right <= x1 and bottom <= y1  # it covers the face
+    # cyan: green and blue far above red (a 1-px JPEG line keeps most of it)
+    cyan = (preview[:, :, 1] + preview[:, :, 2] - 2 * preview[:, :, 0]) > 100
+    assert cyan[y0, x0 + 3:x1 - 3].mean() > 0.9 and cyan[y0 + 3:y1 - 3, x0].mean() > 0.9
+    assert cyan[y1 - 1, x0 + 3:x1 - 3].mean() > 0.9 and cyan[y0 + 3:y1 - 3, x1 - 1].mean() > 0.9
+    assert cyan[y0 + 4:y1 - 4, x0 + 4:x1 - 4].mean() < 0.01  # an outline, nothing inside
 
 
 def test_clean_photo_renders_the_same_colour_managed(masters, classical):

@@ -27,6 +27,7 @@ OPTIONS_AND_KEYS = {
     "--dry-run": ["--dry-run"],
     "--report": ["--report"],
     "--photo-sheet": ["photo_sheet", "oldphoto sheet"],
+    "--unlock": ["snakemake --unlock"],
 }
 
 

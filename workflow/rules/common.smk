@@ -56,6 +56,7 @@ try:
     requirements.refuse_missing(config, SETTINGS.values(), BACKEND, FINAL_EXT.values())
 except OldPhotoError as err:
     raise WorkflowError(err.one_line())
+
 PER_FACE = config["face_jobs"] == "per_face"
 
 # Snakemake at archive scale (oldphoto.scheduling): its rate-limit timers pile up (keep one), it
@@ -233,6 +234,8 @@ def get_checkpoint_records(wildcards):
     names = []
     if BACKEND["global"] == "pretrained":
         names += (["detection"] if mode.with_scratch else []) + list(mode.stage1_networks)
+        if wildcards.image in AUTO:  # either path: stage 4 keeps those its triage chose
+            names += [n for n in Mode(False, mode.hr).stage1_networks if n not in names]
     if BACKEND["face"] == "pretrained":
         names.append(mode.face_network)
     return [cached_checkpoint(name) + ".json" for name in names]
@@ -274,6 +277,14 @@ def get_change_map_inputs(wildcards):
     outlines the filled scratches."""
     if mode_of(wildcards.image).with_scratch:
         return {"mask": L.scratch_mask(wildcards.image)}
+    return {}
+
+
+def get_triage_decision(wildcards):
+    """Stage 4 of a with_scratch: auto photo reads its triage decision: the path it records is
+    the path the photo took."""
+    if wildcards.image in AUTO:
+        return {"triage": L.triage(wildcards.image)}
     return {}
 
 

@@ -3,7 +3,10 @@
 # as an archival derivative of the input: its format (output_format), 16-bit when the input is,
 # the input's ICC profile, resolution, EXIF/IPTC/XMP and the provenance XMP (docs/archival.md).
 # The same job then makes the photo's views for the report from the files it wrote (before/after
-# preview, face strip, change map) and its provenance sidecar: no extra job per photo.
+# preview, face strip, change map) and its provenance sidecar: no extra job per photo.  A final
+# of the photo under another extension (its output_format changed) is moved to superseded/.
+# A with_scratch: auto photo's triage decision is an input: the provenance records the path
+# the photo took (its mode param is the configured one).
 # The final output's extension follows output_format per photo (common.smk: final_of): one rule
 # per extension (the final's extension picks it), all sharing this rule's log and benchmark
 # names.
@@ -12,6 +15,7 @@
 rule blend_faces:
     input:
         unpack(get_change_map_inputs),
+        unpack(get_triage_decision),
         restored=L.restored("{image}"),
         faces=get_stage2,
         enhanced=get_enhanced_faces,

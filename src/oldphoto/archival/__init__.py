@@ -15,6 +15,9 @@ One concern per module:
 * :mod:`~oldphoto.archival.tone` — ``tone: keep`` for greyscale and toned prints.
 * :mod:`~oldphoto.archival.formats` — output formats and extensions (standard library only).
 * :mod:`~oldphoto.archival.final` — the final-output job: all of the above for one photo.
+* :mod:`~oldphoto.archival.settings` — what the record says was done: the path the photo took,
+  its settings typed.
+* :mod:`~oldphoto.archival.supersede` — one final per photo: a stale one is moved aside.
 
 Names are imported on first use (PEP 562), so ``oldphoto.archival.formats`` stays importable
 where numpy is not wanted (building the workflow's DAG).

@@ -108,11 +108,14 @@ def replaced_face_boxes(record: Mapping[str, Any],
                         size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
     """The regions the blended faces replaced, as (x0, y0, x1, y1) boxes in a ``size`` (w, h) image.
 
-    Each face of the stage-2 record (``faces.json``) is pasted back through its ``inverse``
-    affine matrix (aligned face -> photo); its box is the bounding box of the warped
-    ``face_size``-square, clipped to the photo, then scaled from the record's photo size
+    Each face of the stage-2 record (``faces.json``) is pasted back through its ``face_to_photo``
+    matrix (aligned face -> photo, the matrix stage 4 warps with; records of earlier versions
+    call it ``matrix``, :func:`oldphoto.faces.face_matrix`); its box is the bounding box of the
+    warped ``face_size``-square, clipped to the photo, then scaled from the record's photo size
     (``record["image"]``) to ``size`` (the final output may have another size).
     """
+    from oldphoto.faces import face_matrix
+
     faces = record.get("faces") or []
     if not faces:
         return []
@@ -122,8 +125,8 @@ def replaced_face_boxes(record: Mapping[str, Any],
     corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64)
     boxes = []
     for face in faces:
-        inverse = np.asarray(face["inverse"], dtype=np.float64)[:2]
-        points = corners @ inverse.T
+        face_to_photo = face_matrix(face, "face_to_photo")[:2]
+        points = corners @ face_to_photo.T
         x0, y0 = np.clip(points.min(axis=0), 0, [source_w, source_h])
         x1, y1 = np.clip(points.max(axis=0), 0, [source_w, source_h])
         boxes.append((float(x0 * scale_x), float(y0 * scale_y), float(x1 * scale_x),

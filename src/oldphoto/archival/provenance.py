@@ -29,7 +29,7 @@ import copy
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from oldphoto.archival.master import Master
 
@@ -37,7 +37,7 @@ IPTC_DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 COMPOSITE_TRAINED = IPTC_DIGITAL_SOURCE_TYPE + "compositeWithTrainedAlgorithmicMedia"
 ALGORITHMICALLY_ENHANCED = IPTC_DIGITAL_SOURCE_TYPE + "algorithmicallyEnhanced"
 
-RECORD_SCHEMA = "oldphoto.provenance/1"
+RECORD_SCHEMA = "oldphoto.provenance/2"
 """Value of the record's ``schema`` key; bump when a key changes meaning."""
 
 SOFTWARE_NAME = "oldphoto"
@@ -73,7 +73,8 @@ def provenance_record(master: Master, *, backend: str, checkpoints: Mapping[str,
         backend: the resolved backend, ``pretrained`` or ``classical``.
         checkpoints: network name -> sha256 of each checkpoint used (empty for classical).
         settings: the configuration values that shaped the output (mode, stretch, blending,
-            output format, tone, ...); stored as given.
+            output format, tone, ...; typed: :func:`oldphoto.archival.settings.
+            recorded_settings`); stored as given.
         changes: the stats of :func:`oldphoto.archival.changes.change_map`, or None.
         created: ISO 8601 time; default now (UTC).
     """
@@ -145,19 +146,30 @@ def provenance_xmp(record: Mapping[str, Any],
 
 
 def sidecar_record(record: Mapping[str, Any], timings: Mapping[str, float],
-                   output: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``record`` plus ``timings_s`` (stage -> seconds) and ``output`` (file, format, bits)."""
+                   output: Mapping[str, Any] | None = None, *,
+                   triage: Mapping[str, Any] | None = None,
+                   superseded: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """``record`` plus ``timings_s`` (stage -> seconds), ``output`` (file, format, bits),
+    ``triage`` (a ``with_scratch: auto`` photo's whole decision, else None) and ``superseded``
+    (the finals of the photo this one replaced, :func:`oldphoto.archival.supersede.
+    superseded_history`)."""
     full = dict(record)
     full["timings_s"] = {stage: round(float(s), 3) for stage, s in timings.items()}
     if output is not None:
         full["output"] = dict(output)
+    full["triage"] = dict(triage) if triage is not None else None
+    full["superseded"] = [dict(entry) for entry in superseded]
     return full
 
 
 def write_sidecar(path: str | Path, record: Mapping[str, Any],
                   timings: Mapping[str, float] | None = None,
-                  output: Mapping[str, Any] | None = None) -> None:
-    """Write the per-photo JSON sidecar (the record, stage timings, output facts) atomically."""
+                  output: Mapping[str, Any] | None = None, *,
+                  triage: Mapping[str, Any] | None = None,
+                  superseded: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Write the per-photo JSON sidecar (the record, stage timings, output facts, the triage
+    decision, the superseded finals; :func:`sidecar_record`) atomically."""
     from oldphoto.atomic import write_json
 
-    write_json(path, sidecar_record(record, timings or {}, output))
+    write_json(path, sidecar_record(record, timings or {}, output, triage=triage,
+                                    superseded=superseded))

@@ -250,6 +250,48 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
         os.close(lock_fd)
 
 
+RETRIED_PREFIX = "RETRIED "
+
+
+def submit_retrying_once(request: dict, **options: Any) -> dict:
+    """:func:`submit`, and once more in a fresh worker when the worker died under the request.
+
+    A worker that dies mid-request (SIGKILL, the OOM killer, a crash in a native library) takes
+    the request with it through no fault of the request's own, so it gets a second chance: the
+    next :func:`submit` starts a new worker.  A request that fails for its own reasons (a broken
+    file) fails inside a living worker and comes back as the handler's answer: never retried.
+    Nor is a request whose run is over: when the process that owns the run's workers (``watch``,
+    by default the outermost Snakemake, :func:`~oldphoto.worker.procs.find_run_owner`) is gone,
+    its workers ended with it and so does the request.
+
+    A retry is written at the end of the request's ``log`` (after the second attempt, which
+    rewrites that log) as one line ``RETRIED <rule> <image> :: <how the first worker died>``,
+    which :mod:`oldphoto.summary` counts; the answer then carries ``retried`` (the same words).
+    A second death raises :class:`WorkerDied` with ``retried`` set likewise.  ``options`` are
+    :func:`submit`'s.
+    """
+    try:
+        return submit(request, **options)
+    except WorkerDied as died:
+        watch = options.get("watch") or find_run_owner()
+        if not process_alive(*watch):
+            raise
+        first = str(died)
+    try:
+        reply = submit(request, **options)
+    except WorkerDied as died:
+        died.retried = first
+        raise
+    finally:
+        if request.get("log"):
+            line = (f"{RETRIED_PREFIX}{request.get('rule') or request['task']} "
+                    f"{request.get('image', '')} :: {first}; retried once in a fresh worker")
+            with open(request["log"], "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+    reply["retried"] = first
+    return reply
+
+
 def _take_slot(folder: Path, pool: str) -> tuple[int, int]:
     """The first free slot of ``pool`` and the descriptor holding its lock."""
     for slot in range(MAX_SLOTS):
