@@ -148,10 +148,8 @@ def workflow_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int = 2,
-                  check: bool = True, timeout: float | None = None,
-                  env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the repository's Snakefile in ``workdir``; returns ``(process, wall seconds)``."""
+def _snakemake_invocation(workdir: Path, config: dict[str, Any], args: tuple[str, ...],
+                          cores: int, env: dict[str, str] | None) -> tuple[list[str], dict]:
     import yaml
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +167,14 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int 
         full_env["PATH"] = stub_path()
     if env:
         full_env.update(env)
+    return cmd, full_env
+
+
+def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int = 2,
+                  check: bool = True, timeout: float | None = None,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the repository's Snakefile in ``workdir``; returns ``(process, wall seconds)``."""
+    cmd, full_env = _snakemake_invocation(workdir, config, args, cores, env)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
@@ -176,6 +182,174 @@ def run_snakemake(workdir: Path, config: dict[str, Any], *args: str, cores: int 
     if check and proc.returncode != 0:
         raise RuntimeError(f"snakemake failed ({proc.returncode})\nSTDERR:\n{proc.stderr[-6000:]}")
     return proc, wall
+
+
+def run_snakemake_sampled(workdir: Path, config: dict[str, Any], *args: str, cores: int = 2,
+                          timeout: float | None = None, env: dict[str, str] | None = None
+                          ) -> tuple[subprocess.CompletedProcess, float, "RunMemory"]:
+    """:func:`run_snakemake` (never raising for its exit status) with the memory of every
+    process of the run sampled while it runs (:class:`RunMemory`)."""
+    cmd, full_env = _snakemake_invocation(workdir, config, args, cores, env)
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=full_env)
+    memory = RunMemory(process.pid, str(Path(config["output_dir"]).resolve()))
+    memory.start()
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        wall = time.perf_counter() - start
+        memory.stop()
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr), wall, memory
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory of a whole run
+
+
+def _proc_text(pid: int, name: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _kib_field(text: str | None, field: str) -> int | None:
+    """``VmHWM:  1234 kB`` -> 1234 * 1024 bytes."""
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+class RunMemory:
+    """The memory of every process of one workflow run, from ``/proc`` every ``interval`` s.
+
+    A run is more than the Snakemake process and its children: the warm workers that hold
+    torch, the networks and dlib's models are started fully detached (double fork, a new
+    session, :mod:`oldphoto.worker.client`), so they leave Snakemake's process tree, and
+    ``/usr/bin/time -v`` or Snakemake's benchmark files (which measure a job's thin client) miss
+    them.  The run's processes are therefore: Snakemake (``root_pid``), its descendants, and
+    every process whose environment holds ``OLDPHOTO_RUN_KEY=<run_key>`` (the absolute output
+    folder: the workflow exports it to every job, and workers inherit it from the job that
+    started them; a worker's exiftool inherits it from the worker).
+
+    Reported: the largest process's peak (``VmHWM``, kept by the kernel, so a peak between two
+    samples still counts while the process lives), and the largest total over all the run's
+    processes at one sample, as resident sets (``VmRSS``: libraries shared between processes
+    count once per process) and as proportional sets (``Pss`` of ``smaps_rollup``: shared pages
+    divided among their users).
+    """
+
+    def __init__(self, root_pid: int, run_key: str, interval: float = 0.2) -> None:
+        import threading
+
+        self.root_pid = root_pid
+        self.marker = f"OLDPHOTO_RUN_KEY={run_key}\0".encode()
+        self.interval = interval
+        self.largest_hwm = 0
+        self.largest_name = ""
+        self.root_hwm = 0
+        self.peak_rss_sum = 0
+        self.peak_pss_sum = 0
+        self.processes: set[tuple[int, str]] = set()  # (pid, start time) of the run's processes
+        self.samples = 0
+        self._marked: dict[tuple[int, str], bool] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample()
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        self.sample()
+
+    def _has_marker(self, key: tuple[int, str]) -> bool:
+        if key not in self._marked:
+            try:
+                environ = Path(f"/proc/{key[0]}/environ").read_bytes()
+            except OSError:
+                environ = b""
+            self._marked[key] = (b"\0" + environ).find(b"\0" + self.marker) >= 0
+        return self._marked[key]
+
+    def members(self) -> list[int]:
+        """The pids of the run's processes now."""
+        parents: dict[int, int] = {}
+        keys: dict[int, tuple[int, str]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            stat = _proc_text(int(entry.name), "stat")
+            if stat is None:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            pid = int(entry.name)
+            parents[pid] = int(fields[1])
+            keys[pid] = (pid, fields[19])  # start time: a reused pid is another process
+        found: dict[int, bool] = {}
+
+        def belongs(pid: int, depth: int = 0) -> bool:
+            if pid not in found:
+                found[pid] = (pid == self.root_pid or self._has_marker(keys[pid])
+                              or (depth < 64 and parents.get(pid, 0) in keys
+                                  and belongs(parents[pid], depth + 1)))
+            return found[pid]
+
+        run = [pid for pid in keys if belongs(pid)]
+        self.processes.update(keys[pid] for pid in run)
+        return run
+
+    def sample(self) -> None:
+        rss_sum = pss_sum = 0
+        for pid in self.members():
+            status = _proc_text(pid, "status")
+            hwm, rss = _kib_field(status, "VmHWM"), _kib_field(status, "VmRSS")
+            if hwm is None or rss is None:  # gone, or a kernel thread
+                continue
+            rss_sum += rss
+            pss_sum += _kib_field(_proc_text(pid, "smaps_rollup"), "Pss") or rss
+            if pid == self.root_pid:
+                self.root_hwm = max(self.root_hwm, hwm)
+            if hwm > self.largest_hwm:
+                self.largest_hwm = hwm
+                self.largest_name = _process_name(pid)
+        self.samples += 1
+        self.peak_rss_sum = max(self.peak_rss_sum, rss_sum)
+        self.peak_pss_sum = max(self.peak_pss_sum, pss_sum)
+
+    def summary(self) -> dict[str, Any]:
+        return {"largest_hwm": self.largest_hwm, "largest": self.largest_name,
+                "snakemake_hwm": self.root_hwm, "peak_rss_sum": self.peak_rss_sum,
+                "peak_pss_sum": self.peak_pss_sum, "processes": len(self.processes),
+                "samples": self.samples}
+
+
+def _process_name(pid: int) -> str:
+    """A short name: ``snakemake``, ``worker net`` (a warm worker's pool), ``job``, or argv[0]."""
+    argv = (_proc_text(pid, "cmdline") or "").split("\0")
+    if "oldphoto.worker.server" in argv:
+        pool = argv[argv.index("--pool") + 1] if "--pool" in argv else "?"
+        return f"worker {pool}"
+    if "snakemake" in argv:
+        return "snakemake"
+    if "oldphoto.job" in argv:
+        return "job client"
+    return Path(argv[0]).name if argv and argv[0] else "?"
+
+
+def gib(n: int | float) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def write_recipe(folder: Path, names: list[str] | None = None) -> Path:

@@ -17,7 +17,10 @@ small synthetic old photos, a fresh output folder per run.  Measured per run:
   Snakemake exits (they get 90 s to stop by themselves; that wait is not in the wall time);
 * **jobs** done and in total (the last ``N of M steps`` line of Snakemake's log) and jobs per second
   of wall time;
-* **peak memory (RSS) of the Snakemake process** (``VmHWM``; jobs are separate processes);
+* **peak memory (RSS) of the Snakemake process** (``VmHWM``; jobs are separate processes), and
+  of the **whole run**: every process of it, the warm workers included (they leave Snakemake's
+  process tree), sampled with the same 0.2 s loop (``_common.RunMemory``): the largest process's
+  ``VmHWM`` and the largest sum of ``Pss`` over the run's processes at one sample;
 * photos with a face found and final outputs written (what the run produced, so a faster
   workflow is compared on the same work); load average before and after.
 
@@ -65,8 +68,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PYTHON, REPO, SAMPLES, fmt, loadavg, machine_info,  # noqa: E402
-                     machine_markdown, stub_path, workflow_config, write_results)
+from _common import (PYTHON, REPO, SAMPLES, RunMemory, fmt, loadavg,  # noqa: E402
+                     machine_info, machine_markdown, stub_path, workflow_config, write_results)
 
 PHOTO_SIDE = 160
 # Face rectangle of resources/samples/old/a.png (as in tests/conftest.py), with a margin.
@@ -187,6 +190,7 @@ class Measured:
     orphans_cpu_s: float  # processes that outlived their job (warm workers), reaped here
     orphans: int
     peak_rss_bytes: int | None
+    run_memory: dict[str, Any]  # _common.RunMemory.summary(): every process of the run
     jobs_done: int | None
     jobs_total: int | None
     load_before: str
@@ -303,6 +307,7 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=log_handle, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
+        memory = RunMemory(proc.pid, str(Path(config["output_dir"]).resolve()))
         sampled_cpu: float | None = None
         sampled_hwm: int | None = None
         stopped = False
@@ -312,6 +317,7 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
             if pid == proc.pid:
                 break
             cpu, hwm = _proc_sample(proc.pid)
+            memory.sample()
             sampled_cpu = cpu if cpu is not None else sampled_cpu
             sampled_hwm = hwm if hwm is not None else sampled_hwm
             if not stopped and time.perf_counter() - start > timeout:
@@ -339,7 +345,8 @@ def run_measured(workdir: Path, config: dict[str, Any], args: list[str], *, core
     return Measured(status=state, wall_s=wall, own_cpu_s=own_cpu,
                     children_cpu_s=None if own_cpu is None else max(0.0, total_cpu - own_cpu),
                     orphans_cpu_s=max(0.0, reaped_cpu - total_cpu), orphans=orphans,
-                    peak_rss_bytes=peak, jobs_done=done, jobs_total=total,
+                    peak_rss_bytes=peak, run_memory=memory.summary(), jobs_done=done,
+                    jobs_total=total,
                     load_before=load_before, load_after=loadavg(), log=log)
 
 
@@ -454,9 +461,10 @@ def _num(value: float | None, digits: int = 1) -> str:
 def real_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| photos | status | wall s | per photo s | Snakemake CPU s (own) | its CPU per "
              "photo s | jobs' CPU s | CPU of processes that outlived their job s (how many) | "
-             "jobs done / total | jobs per s | peak RSS of Snakemake MiB | photos with faces "
-             "found (pasted) | final outputs | load before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "jobs done / total | jobs per s | peak RSS of Snakemake MiB | whole run: largest "
+             "process MiB / Σ PSS at peak MiB | photos with faces found (pasted) | final outputs "
+             "| load before → after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         m: Measured = row["measured"]
         n = row["photos"]
@@ -468,7 +476,9 @@ def real_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {n} | {m.status} | {fmt(m.wall_s, 1)} | {fmt(m.wall_s / n, 2)} | "
             f"{_num(m.own_cpu_s)} | {_num(per_own, 2)} | {_num(m.children_cpu_s)} | "
             f"{fmt(m.orphans_cpu_s, 1)} ({m.orphans}) | {jobs} | "
-            f"{_num(rate, 2)} | {_mib(m.peak_rss_bytes)} | {faces} ({row['pasted_faces']}) | "
+            f"{_num(rate, 2)} | {_mib(m.peak_rss_bytes)} | "
+            f"{_mib(m.run_memory.get('largest_hwm'))} / {_mib(m.run_memory.get('peak_pss_sum'))} | "
+            f"{faces} ({row['pasted_faces']}) | "
             f"{row['final_outputs']} | {m.load_before} → {m.load_after} |")
     return lines
 

@@ -4,9 +4,13 @@ Each run is the real workflow (``snakemake --cores 2``, CPU, the rules' ``thread
 fresh output folder, with recipe-weight checkpoints in the official layout (same files, sizes and
 compute as the official ones) and their caches prepared beforehand (not timed; a one-off per
 installation).  Reported per run: wall time of the ``snakemake`` process (DAG build included),
-photos restored, photos per minute, faces enhanced, and where the time goes: Snakemake's
-benchmark files ``{output_dir}/benchmarks/<rule>/*.tsv`` aggregated per rule (jobs, summed job
-seconds, median and largest job, largest peak RSS).
+photos restored, photos per minute, faces enhanced, the **memory of the whole run** (every
+process of it sampled from ``/proc`` every 0.2 s, the warm workers included, which leave
+Snakemake's process tree: :class:`_common.RunMemory`; the largest process's peak and the largest
+sum at one moment), and where the time goes: Snakemake's benchmark files
+``{output_dir}/benchmarks/<rule>/*.tsv`` aggregated per rule (jobs, summed job seconds, median
+and largest job, and the largest peak RSS of the job's own process: with warm workers that is
+the thin client, not the worker doing the work).
 
 Runs (``--runs``):
 
@@ -35,9 +39,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (REPO, SAMPLES, fmt, loadavg, machine_info, machine_markdown,  # noqa: E402
-                     median, read_benchmarks, run_snakemake, workflow_config, write_recipe,
-                     write_results)
+from _common import (REPO, SAMPLES, fmt, gib, loadavg, machine_info,  # noqa: E402
+                     machine_markdown, median, read_benchmarks, run_snakemake,
+                     run_snakemake_sampled, workflow_config, write_recipe, write_results)
 
 FACE_NETWORKS = ["Setting_9_epoch_100", "FaceSR_512"]
 
@@ -92,7 +96,7 @@ def one_run(workdir: Path, name: str, checkpoints: dict[str, Path], threads: int
     config = workflow_config(run_dir, threads=threads, **overrides,
                              checkpoints_dir=str(checkpoints.get(ckpts, workdir / "none")),
                              cache_dir=str(workdir / f"cache_{ckpts}"))
-    proc, wall = run_snakemake(run_dir / "work", config, check=False)
+    proc, wall, memory = run_snakemake_sampled(run_dir / "work", config)
     out = Path(config["output_dir"])
     summary = {}
     if (out / "run_summary.json").is_file():
@@ -109,6 +113,7 @@ def one_run(workdir: Path, name: str, checkpoints: dict[str, Path], threads: int
             "photos": len(list(inputs.iterdir())), "restored": counts.get("restored", 0),
             "failed": counts.get("failed", 0), "faces": faces, "backend": summary.get("backend"),
             "warnings": len(warnings), "warning_example": warnings[0] if warnings else "",
+            "memory": memory.summary(),
             "rules": {rule: [row["s"] for row in rows] for rule, rows in rules.items()},
             "rss": {rule: max(row.get("max_rss", 0.0) for row in rows)
                     for rule, rows in rules.items()}}
@@ -119,12 +124,18 @@ def report(name: str, runs: list[dict]) -> tuple[str, list[str]]:
     wall = median(walls)
     r0 = runs[0]
     per_minute = r0["restored"] / wall * 60 if r0["restored"] else 0.0
+    largest = max(runs, key=lambda r: r["memory"]["largest_hwm"])["memory"]
     row = (f"| {name} | {r0['photos']} | {r0['restored']}/{r0['photos']} | {r0['faces']} | "
            f"{fmt(wall, 1)} ({', '.join(fmt(w, 0) for w in walls)}) | "
-           f"{fmt(per_minute, 2)} | {r0['backend']} |")
+           f"{fmt(per_minute, 2)} | {r0['backend']} | "
+           f"{gib(largest['largest_hwm'])} ({largest['largest']}) | "
+           f"{gib(max(r['memory']['peak_pss_sum'] for r in runs))} / "
+           f"{gib(max(r['memory']['peak_rss_sum'] for r in runs))} | "
+           f"{max(r['memory']['snakemake_hwm'] for r in runs) / 2**20:.0f} MiB |")
     detail = [f"**{name}** — stage by stage (medians over {len(runs)} run(s) of each rule's "
               "summed job time):", "",
-              "| rule | jobs | Σ job s | median job s | largest job s | max RSS MB |",
+              "| rule | jobs | Σ job s | median job s | largest job s | job process max RSS "
+              "MB (not its worker) |",
               "|---|---|---|---|---|---|"]
     rules = sorted(r0["rules"], key=lambda r: (RULE_ORDER.index(r) if r in RULE_ORDER else 99, r))
     for rule in rules:
@@ -173,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                   file=sys.stderr, flush=True)
 
     rows = ["| run | photos | restored | faces enhanced | wall s, median (runs) | photos/min | "
-            "backend |", "|---|---|---|---|---|---|---|"]
+            "backend | peak memory, largest process | whole run at its peak: Σ PSS / Σ RSS | "
+            "Snakemake process alone |", "|---|---|---|---|---|---|---|---|---|---|"]
     details: list[str] = []
     for name, runs in results.items():
         row, detail = report(name, runs)
@@ -184,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
         machine_markdown(info, load_after=loadavg()),
         f"- `snakemake --cores 2`, network rules `threads: {args.threads}`, device cpu, recipe-"
         f"weight checkpoints, caches prepared beforehand; {args.repeat} run(s) each, interleaved",
+        "- memory: every process of the run (Snakemake, its jobs, the warm workers outside its "
+        "process tree, their children), sampled from /proc every 0.2 s (bench/_common.py "
+        "RunMemory); largest process = the largest VmHWM, whole run = the largest sum over one "
+        "sample (PSS shares libraries among processes; RSS counts them in each); the largest "
+        "over the runs",
         "", *rows, *details, ""])
     write_results(text, args.output, append=True)
 

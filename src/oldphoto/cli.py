@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     from oldphoto.locks import FolderInUse, Ownership
 
+from oldphoto.errors import OldPhotoError
+
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
 EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
@@ -125,9 +127,10 @@ Run it again to finish an interrupted run or add photos: only missing work is do
                (no config key; anything else is an error)
 
 Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
-the others are finished), 2 for a command line or configuration error, 3 when the output folder
-is locked by a run that is alive or cannot be checked from here (nothing was done; the message
-names its owner). A lock left by a dead run of this machine is removed by itself; --unlock
+the others are finished), 2 for a command line or configuration error or when a library,
+program or model file the run needs is missing (named with how to get it; nothing is run), 3
+when the output folder is locked by a run that is alive or cannot be checked from here (nothing
+was done; the message names its owner). A lock left by a dead run of this machine is removed by itself; --unlock
 removes any lock, for when no run is alive anywhere (docs/resume.md).
 """
 
@@ -373,6 +376,23 @@ def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: arg
     return 1 if (code or failed or not summary["snakemake_ok"]) else 0
 
 
+def preflight(root: Path, config: dict, args: argparse.Namespace, extra: Sequence[str]) -> None:
+    """Refuse, before anything is written, a run whose libraries, programs or model files are
+    not installed (:func:`oldphoto.requirements.refuse_missing_for_config`, with the defaults of
+    config/config.yaml under this command's settings).  Extra Snakemake arguments that change
+    the config (``--config``, ``--configfile``) leave the decision to the Snakefile, which checks
+    the same when it builds the DAG."""
+    if any(a.split("=", 1)[0] in ("--config", "-C", "--configfile", "--configfiles")
+           for a in extra):
+        return
+    import yaml
+
+    from oldphoto.requirements import refuse_missing_for_config
+
+    defaults = yaml.safe_load((root / "config" / "config.yaml").read_text(encoding="utf-8"))
+    refuse_missing_for_config({**defaults, **config}, slurm=args.slurm is not None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sheet"]:
@@ -390,8 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = workflow_root()
         config = settings(args, root)
         gpus = parse_gpus(args.GPU)
+        preflight(root, config, args, extra)
     except UsageError as err:
         print(f"oldphoto: error: {err}", file=sys.stderr)
+        return 2
+    except OldPhotoError as err:
+        print(f"oldphoto: error: {err.one_line()}", file=sys.stderr)
         return 2
 
     from oldphoto.locks import FolderInUse, take_ownership

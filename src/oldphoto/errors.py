@@ -40,3 +40,10 @@ class ConfigError(OldPhotoError):
     """An invalid configuration or input set (e.g. two inputs mapping to one output name)."""
 
     kind = "bad configuration"
+
+
+class MissingRequirementError(OldPhotoError):
+    """A library, program or model file the run needs is not installed
+    (:mod:`oldphoto.requirements`)."""
+
+    kind = "missing requirement"

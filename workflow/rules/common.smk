@@ -47,6 +47,16 @@ except OldPhotoError as err:
 IMAGES = sorted(INPUTS.images)
 # The extension of each photo's final output (its output_format; `same` follows the input's).
 FINAL_EXT = dag.final_extensions(SETTINGS, INPUTS.images)
+
+# A library, program or model file the run needs and lacks stops it here, before any job (a dry
+# run too), naming each with how to get it (oldphoto.requirements, docs/requirements.md).
+from oldphoto import requirements  # noqa: E402
+
+try:
+    requirements.refuse_missing(config, SETTINGS.values(), BACKEND, FINAL_EXT.values())
+except OldPhotoError as err:
+    raise WorkflowError(err.one_line())
+
 PER_FACE = config["face_jobs"] == "per_face"
 
 # Snakemake at archive scale (oldphoto.scheduling): its rate-limit timers pile up (keep one), it
