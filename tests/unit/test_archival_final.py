@@ -154,3 +154,25 @@ def test_write_final_keeps_a_grey_master_grey(tmp_path, monkeypatch, carry):
         assert im.mode == ("I;16" if carry else "L")
     if carry:
         assert found["XMP-xmpMM:History"][-1]["When"] == "2023:11:14 22:13:20+00:00"
+
+
+@needs_exiftool
+def test_write_final_keeps_grey_with_alpha(tmp_path):
+    from oldphoto.decode import read_image
+
+    grey = (np.arange(30 * 40).reshape(30, 40) % 256).astype(np.uint8)
+    alpha = np.full((30, 40), 255, np.uint8)
+    alpha[:10] = 128
+    master = tmp_path / "la.png"
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(master)
+    photo = read_image(master)
+    for name, tag in (("la.png", "PNG:ColorType"), ("la.tif", "IFD0:SamplesPerPixel")):
+        out = tmp_path / "final_output" / name
+        write_final(out, photo.rgb, master_path=master, alpha=photo.alpha, backend="classical",
+                    checkpoints={}, settings={})
+        found = json.loads(exiftool("-j", "-G1", "-n", str(out)))[0]
+        assert found[tag] == (4 if name.endswith(".png") else 2)  # grey + alpha; 2 samples
+        with Image.open(out) as im:
+            samples = np.asarray(im)
+        assert im.mode == "LA" and np.array_equal(samples[:, :, 1], alpha)
+        assert np.array_equal(samples[10:, :, 0], grey[10:])  # opaque and unchanged: the master
