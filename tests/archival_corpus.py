@@ -15,6 +15,19 @@ sepia_print.png   PNG      8       1200  1            a sepia print, no profile
 
 :func:`make_clean_photo` adds ``clean.tif`` (16-bit, 600 dpi, Adobe RGB, the same fields): a
 photo the classical backend leaves unchanged.
+
+:func:`make_grey_masters` writes greyscale masters (one colour channel), each with the same
+fields, in every format, with and without a resolution and a grey ICC profile
+(:func:`grey_icc_profile`, built here), one of them with XMP Media Management identifiers:
+
+================  =======  ====  ====  ========  =============================================
+file              format   bits  dpi   profile   also
+================  =======  ====  ====  ========  =============================================
+grey8.png         PNG      8     300   grey
+grey16.png        PNG      16    none  none      xmpMM DocumentID, InstanceID, a History event
+grey16.tif        TIFF     16    600   grey
+grey8.jpg         JPEG     8     none  grey      EXIF without a resolution (Pillow reads 72)
+================  =======  ====  ====  ========  =============================================
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,20 +134,35 @@ def _sepia(lum: np.ndarray) -> np.ndarray:
     return np.clip(shadow + (highlight - shadow) * lum[:, :, None], 0, 1)
 
 
-def _tag(path: Path, dpi: float, orientation: int, icc: bytes | None) -> None:
+def _tag(path: Path, dpi: float | None, orientation: int, icc: bytes | None,
+         extra: tuple[str, ...] = ()) -> None:
+    """exiftool writes FIELDS, the orientation and the resolution (``dpi`` None: none at all,
+    also not the 72 dpi exiftool adds to a new EXIF IFD0) into ``path``; and a PNG's profile."""
     args = ["-overwrite_original", "-n", "-m"]
     for key, value in FIELDS.items():
         for item in (value if isinstance(value, list) else [value]):
             args.append(f"-{key}={item}")
-    args += [f"-IFD0:XResolution={dpi}", f"-IFD0:YResolution={dpi}", "-IFD0:ResolutionUnit=2",
-             f"-IFD0:Orientation={orientation}"]
+    if dpi is None:
+        args += ["-IFD0:XResolution=", "-IFD0:YResolution=", "-IFD0:ResolutionUnit="]
+    else:
+        args += [f"-IFD0:XResolution={dpi}", f"-IFD0:YResolution={dpi}",
+                 "-IFD0:ResolutionUnit=2"]
+    args.append(f"-IFD0:Orientation={orientation}")
     if path.suffix == ".png":
-        ppm = round(dpi / 0.0254)
-        args += [f"-PNG-pHYs:PixelsPerUnitX={ppm}", f"-PNG-pHYs:PixelsPerUnitY={ppm}",
-                 "-PNG-pHYs:PixelUnits=1"]
+        if dpi is not None:
+            ppm = round(dpi / 0.0254)
+            args += [f"-PNG-pHYs:PixelsPerUnitX={ppm}", f"-PNG-pHYs:PixelsPerUnitY={ppm}",
+                     "-PNG-pHYs:PixelUnits=1"]
         if icc is not None:
-            args.append(f"-ICC_Profile<={ICC_PATH}")
-    exiftool(*args, str(path))
+            profile = path.with_name(f".{path.name}.icc")
+            profile.write_bytes(icc)
+            args.append(f"-ICC_Profile<={profile}")
+    args += list(extra)
+    try:
+        exiftool(*args, str(path))
+    finally:
+        if path.suffix == ".png" and icc is not None:
+            path.with_name(f".{path.name}.icc").unlink()
 
 
 def _write(path: Path, pixels: np.ndarray, dpi: float, icc: bytes | None) -> None:
@@ -190,3 +219,76 @@ def make_clean_photo(folder: Path, name: str = "clean.tif", height: int = 48,
     _write(path, pixels, 600.0, icc)
     _tag(path, 600.0, 1, icc)
     return CorpusPhoto(path=path, bits=16, dpi=600.0, orientation=1, icc=icc, pixels=pixels)
+
+
+def grey_icc_profile() -> bytes:
+    """A minimal ICC v2 monitor profile of colour space GRAY (gamma 2.2 grey, D50 white point),
+    as a scanner embeds in a greyscale master: header, ``desc``, ``wtpt``, ``kTRC``, ``cprt``."""
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def padded(data: bytes) -> bytes:
+        return data + b"\0" * (-len(data) % 4)
+
+    text = b"Grey gamma 2.2 (oldphoto test profile)"
+    tags = [
+        (b"desc", padded(b"desc" + bytes(4) + struct.pack(">I", len(text) + 1) + text + b"\0"
+                         + bytes(8) + bytes(3) + bytes(67))),
+        (b"wtpt", b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)),
+        (b"kTRC", padded(b"curv" + bytes(4) + struct.pack(">IH", 1, round(2.2 * 256)))),
+        (b"cprt", padded(b"text" + bytes(4) + b"Public domain.\0")),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntr"
+              + b"GRAY" + b"XYZ " + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp"
+              + bytes(4) + bytes(4) + bytes(4) + bytes(4) + bytes(8) + struct.pack(">I", 0)
+              + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16) + bytes(28))
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+GREY_IDENTITY = {"DocumentID": "uuid:abc", "InstanceID": "uuid:abc-instance-7"}
+"""The XMP Media Management identifiers of ``grey16.png``."""
+
+
+def make_grey_masters(folder: Path, height: int = 48, width: int = 64) -> dict[str, CorpusPhoto]:
+    """Write the greyscale masters (table in the module docstring) into ``folder``."""
+    import cv2
+    import tifffile
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    icc = grey_icc_profile()
+    lum = _print_scene(height, width)
+    grey8 = np.rint(lum * 255).astype(np.uint8)
+    grey16 = np.rint(lum * 65535).astype(np.uint16)
+    photos = {}
+    path = folder / "grey8.png"
+    Image.fromarray(grey8, "L").save(path)
+    _tag(path, 300.0, 1, icc)
+    photos[path.name] = CorpusPhoto(path, 8, 300.0, 1, icc, grey8)
+    path = folder / "grey16.png"
+    cv2.imwrite(str(path), grey16)
+    _tag(path, None, 1, None, (f"-XMP-xmpMM:DocumentID={GREY_IDENTITY['DocumentID']}",
+                               f"-XMP-xmpMM:InstanceID={GREY_IDENTITY['InstanceID']}",
+                               "-XMP-xmpMM:HistoryAction=created",
+                               "-XMP-xmpMM:HistoryWhen=2019:04:01 09:30:00+02:00",
+                               "-XMP-xmpMM:HistorySoftwareAgent=Epson Scan 2"))
+    photos[path.name] = CorpusPhoto(path, 16, None, 1, None, grey16)
+    path = folder / "grey16.tif"
+    tifffile.imwrite(path, grey16, photometric="minisblack", compression="zlib",
+                     resolution=(600.0, 600.0), resolutionunit="INCH", iccprofile=icc,
+                     metadata=None)
+    _tag(path, 600.0, 1, icc)
+    photos[path.name] = CorpusPhoto(path, 16, 600.0, 1, icc, grey16)
+    path = folder / "grey8.jpg"
+    Image.fromarray(grey8, "L").save(path, quality=98, icc_profile=icc)
+    _tag(path, None, 1, icc)
+    with Image.open(path) as im:  # JPEG stores its own (lossy) values
+        photos[path.name] = CorpusPhoto(path, 8, None, 1, icc, np.asarray(im).copy())
+    return photos

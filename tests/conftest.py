@@ -16,6 +16,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "resources" / "samples"
 
+# Final outputs state when they were made (their XMP History event's "when"); a fixed
+# SOURCE_DATE_EPOCH makes reruns byte-identical, which the resume tests compare
+# (docs/archival.md#identity-xmp-media-management).  Every run the tests start inherits it.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+
 
 def workflow_config(tmp: Path, **overrides) -> dict:
     """A complete config for a test run whose every path lives under ``tmp``."""

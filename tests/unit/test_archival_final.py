@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archival_corpus import FIELDS, ICC_PATH, exiftool, make_corpus
+from archival_corpus import FIELDS, ICC_PATH, exiftool, make_corpus, make_grey_masters
 from oldphoto.archival.changes import replaced_face_boxes
 from oldphoto.archival.final import (backends_of, checkpoint_sha256s, provenance_backend,
                                      write_final)
@@ -119,16 +119,66 @@ def test_write_final_with_and_without_metadata(tmp_path, carry):
                              carry_metadata=carry, text={"oldphoto:backend": "classical"})
     assert derivation["record"]["source"]["file_name"] == "colour16.png"
     assert derivation["output"] == {"file": "colour16.png", "format": "png",
-                                    "bits": 16 if carry else 8, "width": 64, "height": 48,
-                                    "icc_profile": carry, "metadata": carry}
+                                    "bits": 16 if carry else 8, "colour_model": "rgb",
+                                    "width": 64, "height": 48, "icc_profile": carry,
+                                    "metadata": carry}
     found = json.loads(exiftool("-j", "-G1", "-n", "-struct", str(out)))[0]
     with Image.open(out) as im:
         assert im.text["oldphoto:backend"] == "classical"
         pixels = np.asarray(im.convert("RGB"))
     if carry:
         assert found["XMP-dc:Title"] == FIELDS["XMP-dc:Title"]
-        assert "When" not in found["XMP-xmpMM:History"][-1]
+        # the History event's time is the record's (the sidecar's "created")
+        created = derivation["record"]["created"]
+        assert found["XMP-xmpMM:History"][-1]["When"] == \
+            created.replace("-", ":", 2).replace("T", " ")
     else:
         # plain: sRGB working values, untagged, no metadata
         assert "XMP-dc:Title" not in found and "ICC_Profile:ProfileDescription" not in found
         assert np.array_equal(pixels, restored)
+
+
+@needs_exiftool
+@pytest.mark.parametrize("carry", [True, False])
+def test_write_final_keeps_a_grey_master_grey(tmp_path, monkeypatch, carry):
+    from oldphoto.decode import read_image
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    master = make_grey_masters(tmp_path / "masters")["grey16.png"].path
+    restored = read_image(master).rgb.copy()
+    restored[:8, :8] = (180, 140, 90)  # colour the restoration added
+    out = tmp_path / "final_output" / "grey16.tif"
+    derivation = write_final(out, restored, master_path=master, alpha=None, backend="classical",
+                             checkpoints={}, settings={"tone": "official"},
+                             carry_metadata=carry)
+    assert derivation["record"]["created"] == "2023-11-14T22:13:20+00:00"
+    assert derivation["output"]["colour_model"] == "grey"
+    assert derivation["output"]["bits"] == (16 if carry else 8)
+    found = json.loads(exiftool("-j", "-G1", "-n", "-struct", str(out)))[0]
+    assert (found["IFD0:PhotometricInterpretation"], found["IFD0:SamplesPerPixel"]) == (1, 1)
+    with Image.open(out) as im:
+        assert im.mode == ("I;16" if carry else "L")
+    if carry:
+        assert found["XMP-xmpMM:History"][-1]["When"] == "2023:11:14 22:13:20+00:00"
+
+
+@needs_exiftool
+def test_write_final_keeps_grey_with_alpha(tmp_path):
+    from oldphoto.decode import read_image
+
+    grey = (np.arange(30 * 40).reshape(30, 40) % 256).astype(np.uint8)
+    alpha = np.full((30, 40), 255, np.uint8)
+    alpha[:10] = 128
+    master = tmp_path / "la.png"
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(master)
+    photo = read_image(master)
+    for name, tag in (("la.png", "PNG:ColorType"), ("la.tif", "IFD0:SamplesPerPixel")):
+        out = tmp_path / "final_output" / name
+        write_final(out, photo.rgb, master_path=master, alpha=photo.alpha, backend="classical",
+                    checkpoints={}, settings={})
+        found = json.loads(exiftool("-j", "-G1", "-n", str(out)))[0]
+        assert found[tag] == (4 if name.endswith(".png") else 2)  # grey + alpha; 2 samples
+        with Image.open(out) as im:
+            samples = np.asarray(im)
+        assert im.mode == "LA" and np.array_equal(samples[:, :, 1], alpha)
+        assert np.array_equal(samples[10:, :, 0], grey[10:])  # opaque and unchanged: the master

@@ -1,6 +1,7 @@
 """Archival derivatives through the real workflow (issue 14): the generated tagged corpus
-(``tests/archival_corpus.py``) restored by Snakemake with the classical backend in every output
-format and with the pretrained backend (recipe weights), read back with exiftool.
+(``tests/archival_corpus.py``) and a greyscale master with XMP identifiers and no resolution,
+restored by Snakemake with the classical backend in every output format and with the pretrained
+backend (recipe weights), read back with exiftool (the workflow itself writes with libexiv2).
 
 Every run reads the same input folder, whose files are hashed (sha256, size, modification and
 change times, inode) and listed before the first run and after every run, including runs killed
@@ -9,9 +10,11 @@ with SIGKILL midway and resumed: no run writes, renames, touches or adds a file 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,9 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archival_corpus import (FIELDS, ICC_PATH, icc_of, make_clean_photo, make_corpus, read_tags,
-                             require_exiftool)
+from archival_corpus import (FIELDS, GREY_IDENTITY, ICC_PATH, icc_of, make_clean_photo,
+                             make_corpus, make_grey_masters, read_tags, require_exiftool)
 from conftest import make_tiny_photos, run_snakemake, snakemake_invocation, workflow_config
+from oldphoto.archival.provenance import content_id
 
 pytestmark = pytest.mark.workflow
 
@@ -37,10 +41,12 @@ IPTC_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 MASTERS = {
     "colour16.tif": (16, 600.0, (64, 48)),       # orientation 6: the output is 48 x 64
     "colour16_png.png": (16, 1200.0, (64, 48)),
-    "grey_print.tif": (16, 600.0, (64, 48)),
+    "grey_print.tif": (16, 600.0, (64, 48)),     # RGB with R = G = B: an RGB master
     "sepia_print.png": (8, 1200.0, (64, 48)),
     "clean.tif": (16, 600.0, (64, 48)),
+    "grey16.png": (16, None, (64, 48)),          # greyscale, no resolution, xmpMM identifiers
 }
+GREY = {"grey16.png"}
 EXT = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
 
 
@@ -95,6 +101,7 @@ def masters(tmp_path_factory):
         shutil.copy2(photo.path, folder / ("colour16_png.png" if name == "colour16.png"
                                            else name))
     make_clean_photo(folder)
+    shutil.copy2(make_grey_masters(root / "grey")["grey16.png"].path, folder / "grey16.png")
     shutil.copy2(make_tiny_photos(root / "tiny")["face"], folder / "face.png")
     make_scratched_print(folder / "scratched.png")
     before = snapshot(folder)
@@ -158,13 +165,24 @@ def check_carried(path: Path, name: str, output_format: str, backend: str) -> di
     for key, value in FIELDS.items():
         assert found.get(key) == value, (path.name, key, found.get(key))
     assert found["IFD0:Orientation"] == 1
-    assert (found["IFD0:XResolution"], found["IFD0:YResolution"]) == (dpi, dpi)
-    assert found["IFD0:ResolutionUnit"] == 2
     fmt = {".png": "png", ".tif": "tiff", ".jpg": "jpeg"}[path.suffix]
-    if fmt == "png":
-        assert round(found["PNG-pHYs:PixelsPerUnitX"] * 0.0254) == dpi
+    if dpi is not None:
+        assert (found["IFD0:XResolution"], found["IFD0:YResolution"]) == (dpi, dpi)
+        assert found["IFD0:ResolutionUnit"] == 2
+        if fmt == "png":
+            assert round(found["PNG-pHYs:PixelsPerUnitX"] * 0.0254) == dpi
+    else:  # none invented: TIFF's "no absolute unit", JFIF's aspect ratio, nothing in PNG
+        assert {"png": None, "tiff": 1, "jpeg": None}[fmt] == found.get("IFD0:ResolutionUnit")
+        assert "PNG-pHYs:PixelsPerUnitX" not in found
+        assert found.get("JFIF:ResolutionUnit", 0) == 0
     if name.startswith(("colour", "clean")):
         assert icc_of(path) == ICC, path.name
+    grey = name in GREY
+    colour_type = found.get("PNG:ColorType", found.get("IFD0:PhotometricInterpretation",
+                                                       found.get("File:ColorComponents")))
+    # PNG colour type 0 / TIFF BlackIsZero / one JPEG component: grey; otherwise RGB
+    assert colour_type == ({"png": 0, "tiff": 1, "jpeg": 1}[fmt] if grey
+                           else {"png": 2, "tiff": 2, "jpeg": 3}[fmt]), (path.name, colour_type)
     rotated = name == "colour16.tif"
     with Image.open(path) as im:
         assert im.size == ((height, width) if rotated else (width, height)), path.name
@@ -183,7 +201,21 @@ def check_carried(path: Path, name: str, output_format: str, backend: str) -> di
     parameters = json.loads(event["Parameters"])
     assert parameters["backend"] == backend
     assert parameters["settings"]["output_format"] == output_format
-    assert found["XMP-xmpMM:DerivedFrom"]["DocumentID"] == f"sha256:{parameters['source_sha256']}"
+    # identity (XMP Media Management): the derivative's own IDs; DerivedFrom and the original
+    # name the master's where it has them, else the content ID of its bytes
+    assert found["XMP-xmpMM:DocumentID"].startswith("uuid:")
+    assert found["XMP-xmpMM:InstanceID"] == event["InstanceID"] != found["XMP-xmpMM:DocumentID"]
+    if name in GREY:
+        assert found["XMP-xmpMM:DocumentID"] != GREY_IDENTITY["DocumentID"]
+        assert found["XMP-xmpMM:DerivedFrom"] == {"FilePath": name, **GREY_IDENTITY}
+        assert found["XMP-xmpMM:OriginalDocumentID"] == GREY_IDENTITY["DocumentID"]
+    else:
+        assert found["XMP-xmpMM:DerivedFrom"] == {"FilePath": name}
+        assert found["XMP-xmpMM:OriginalDocumentID"] == content_id(parameters["source_sha256"])
+    assert re.fullmatch(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d\+00:00", event["When"]), event
+    if os.environ.get("SOURCE_DATE_EPOCH"):  # conftest pins it: the time the job was given
+        epoch = dt.datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), dt.timezone.utc)
+        assert event["When"] == epoch.strftime("%Y:%m:%d %H:%M:%S+00:00")
     return found
 
 
@@ -230,6 +262,25 @@ def test_16bit_masters_give_real_16bit_finals(classical, output_format):
         # and not 8-bit values scaled up (those would all be multiples of 257)
         assert level_count(samples[:, :, 0]) > 256, name
         assert np.any(samples % 257 != 0), name
+
+
+@pytest.mark.parametrize("output_format", list(RUNS))
+def test_greyscale_master_gives_a_greyscale_final_at_its_depth(classical, output_format):
+    """grey16.png (16-bit, one channel) comes back with one channel, 16 bits in PNG and TIFF,
+    whatever colour the restoration added (tone official in the png, tiff and jpeg runs)."""
+    from PIL import Image
+
+    out = classical[output_format]
+    path = final_of(out, "grey16.png", output_format)
+    with Image.open(path) as im:
+        assert im.mode == ("L" if path.suffix == ".jpg" else "I;16"), (path.name, im.mode)
+        samples = np.asarray(im)
+    assert samples.ndim == 2
+    if path.suffix != ".jpg":
+        assert len(np.unique(samples)) > 256  # real 16-bit levels, not 8-bit ones scaled up
+    sidecar = json.loads((out / "provenance" / "grey16.json").read_text())
+    assert sidecar["output"]["colour_model"] == "grey"
+    assert sidecar["source"]["dpi"] is None
 
 
 def test_jpeg_finals_are_8bit_with_the_quality_asked(classical):

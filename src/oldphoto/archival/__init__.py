@@ -7,10 +7,12 @@ One concern per module:
 * :mod:`~oldphoto.archival.colour` — the sRGB working space and back (littleCMS via ImageCms).
 * :mod:`~oldphoto.archival.depth` — :func:`final_16bit`: a real 16-bit final from the 8-bit
   restoration.
-* :mod:`~oldphoto.archival.derivative` — :func:`write_derivative` (PNG/TIFF/JPEG, ICC, dpi,
-  EXIF/IPTC/XMP through exiftool, atomic).
-* :mod:`~oldphoto.archival.provenance` — IPTC Digital Source Type, xmpMM DerivedFrom/History,
-  the JSON sidecar.
+* :mod:`~oldphoto.archival.derivative` — :func:`write_derivative` (PNG/TIFF/JPEG, RGB or grey,
+  ICC, dpi, EXIF/IPTC/XMP, atomic).
+* :mod:`~oldphoto.archival.metadata` — EXIF, IPTC-IIM and XMP read and written in memory through
+  libexiv2.
+* :mod:`~oldphoto.archival.provenance` — IPTC Digital Source Type, xmpMM identity, DerivedFrom
+  and History, the JSON sidecar.
 * :mod:`~oldphoto.archival.changes` — :func:`change_map`.
 * :mod:`~oldphoto.archival.tone` — ``tone: keep`` for greyscale and toned prints.
 * :mod:`~oldphoto.archival.formats` — output formats and extensions (standard library only).
@@ -30,7 +32,8 @@ from typing import Any
 
 _HOMES = {
     "change_map": "changes", "replaced_face_boxes": "changes",
-    "from_working_srgb": "colour", "render_srgb": "colour", "to_working_srgb": "colour",
+    "from_working_srgb": "colour", "grey_from_rgb": "colour", "render_srgb": "colour",
+    "to_working_srgb": "colour",
     "final_16bit": "depth", "level_count": "depth",
     "write_derivative": "derivative",
     "output_format_for": "formats", "output_format_for_file": "formats",

@@ -11,6 +11,9 @@ exact values, see :mod:`oldphoto.archival.depth`).  Reasons: ``docs/archival.md`
 
 ImageCms transforms 8-bit RGB only; float inputs are quantised to 8 bits on the way in, which is
 the precision the restoration itself works at.
+
+A greyscale master gives a greyscale derivative (``docs/archival.md#greyscale-masters``):
+:func:`grey_from_rgb` turns the restoration's RGB result into grey by its luminance.
 """
 
 from __future__ import annotations
@@ -117,3 +120,45 @@ def render_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
     for (comparing two files as they look, whatever profiles they embed).
     """
     return _as_u8(to_working_srgb(rgb, icc))
+
+
+SRGB_LUMINANCE = (0.2126, 0.7152, 0.0722)
+"""Relative luminance Y of linear sRGB (ITU-R BT.709 primaries, D65), IEC 61966-2-1."""
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(y: np.ndarray) -> np.ndarray:
+    return np.where(y <= 0.0031308, 12.92 * y, 1.055 * np.power(y, 1 / 2.4) - 0.055)
+
+
+def grey_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """The grey of RGB values in the sRGB working space: the sRGB-encoded relative luminance.
+
+    ``grey = srgb(0.2126·lin(R) + 0.7152·lin(G) + 0.0722·lin(B))`` with the sRGB transfer curve
+    ``lin`` and its inverse ``srgb`` (IEC 61966-2-1), so a coloured pixel keeps its lightness.
+    A neutral pixel (R = G = B) keeps its value exactly: an unchanged pixel of a greyscale master
+    is the master's own sample.
+
+    Args:
+        rgb: H×W×3, uint8, or float in [0, 1] (16-bit precision finals).
+
+    Returns:
+        H×W of the same kind: uint8 for uint8 input, float32 for float input.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB array, got shape {rgb.shape}")
+    integer = rgb.dtype == np.uint8
+    if not integer and not np.issubdtype(rgb.dtype, np.floating):
+        raise ValueError(f"expected uint8 or float RGB in [0, 1], got {rgb.dtype}")
+    grey = rgb[:, :, 0].astype(np.float64) / (255.0 if integer else 1.0)
+    coloured = (rgb[:, :, 0] != rgb[:, :, 1]) | (rgb[:, :, 1] != rgb[:, :, 2])
+    if coloured.any():
+        values = np.clip(rgb[coloured].astype(np.float64) / (255.0 if integer else 1.0), 0, 1)
+        luminance = _srgb_to_linear(values) @ np.asarray(SRGB_LUMINANCE)
+        grey[coloured] = _linear_to_srgb(np.clip(luminance, 0.0, 1.0))
+    if integer:
+        return np.rint(grey * 255.0).astype(np.uint8)
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)

@@ -1,27 +1,25 @@
 """Write one archival derivative: pixels, ICC profile, resolution, master's metadata, provenance.
 
-:func:`write_derivative` encodes the pixels (PNG 8/16-bit through OpenCV, TIFF 8/16-bit with
-lossless deflate compression through tifffile, JPEG through Pillow), then has exiftool write every
-metadata field in one call: the master's EXIF, IPTC-IIM and XMP fields
-(:attr:`Master.tags`), Orientation 1 (the pixels are already oriented), the resolution, the ICC
-profile and the provenance XMP (:func:`oldphoto.archival.provenance.provenance_xmp`).
+:func:`write_derivative` encodes the pixels (RGB or grey; PNG 8/16-bit through OpenCV, TIFF
+8/16-bit with lossless deflate compression through tifffile, JPEG through Pillow), adds what the
+encoder cannot (a PNG's ``iCCP``, ``pHYs`` and text chunks), then has libexiv2 write every
+metadata field in memory (:mod:`oldphoto.archival.metadata`): the master's EXIF, IPTC-IIM and XMP
+fields, Orientation 1 (the pixels are already oriented), the resolution when the master states
+one, and the provenance and identity XMP (:func:`oldphoto.archival.provenance.provenance_xmp`).
 
-The file appears atomically: everything happens on a hidden temporary file (``.tmp-…``) in the
-destination folder (exiftool too writes its own temporary next to it), which is fsynced and
-renamed over the destination.  The master is never opened by the writer.  Library choices
-(exiftool over pyexiv2, tifffile, OpenCV for 16-bit PNG) and their per-file cost:
-``docs/archival.md``.
+The file appears atomically (:func:`oldphoto.atomic.write_bytes_atomic`: a hidden temporary in
+the destination folder, fsynced and renamed over the destination).  The master is never opened
+by the writer.  Library choices (libexiv2 over exiftool, tifffile, OpenCV for 16-bit PNG) and
+their per-file cost: ``docs/archival.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
+import hashlib
 import io
-import json
-import os
-import secrets
-import tempfile
+import struct
+import zlib
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,31 +27,39 @@ import numpy as np
 
 from oldphoto.archival.depth import to_uint16, to_uint8
 from oldphoto.archival.formats import EXTENSIONS, Format, output_format_for  # noqa: F401
-from oldphoto.archival.master import Master, run_exiftool
+from oldphoto.archival.master import Master
 from oldphoto.archival.provenance import provenance_xmp, software_agent
 
-_OVERRIDDEN = ("IFD0:Orientation", "IFD0:XResolution", "IFD0:YResolution",
-               "IFD0:ResolutionUnit", "IFD0:Software", "XMP-tiff:Orientation",
-               "XMP-tiff:XResolution", "XMP-tiff:YResolution", "XMP-tiff:ResolutionUnit")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _samples(pixels: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
-    """RGB(A) samples at ``bits`` (uint8 or uint16), H×W×3 or ×4."""
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"pixels must be H×W×3, got shape {pixels.shape}")
+    """Samples at ``bits`` (uint8 or uint16): H×W×3 (RGB) or H×W×1 (grey), plus alpha."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise ValueError(f"pixels must be H×W×3 (RGB) or H×W (grey), got shape {pixels.shape}")
     convert = to_uint16 if bits == 16 else to_uint8
-    rgb = convert(pixels)
+    colour = convert(pixels)
     if alpha is None:
-        return np.ascontiguousarray(rgb)
+        return np.ascontiguousarray(colour)
     if alpha.shape != pixels.shape[:2]:
         raise ValueError(f"alpha {alpha.shape} does not match pixels {pixels.shape[:2]}")
-    return np.ascontiguousarray(np.dstack([rgb, convert(alpha)]))
+    return np.ascontiguousarray(np.dstack([colour, convert(alpha)]))
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
 
 
 def _encode_png(samples: np.ndarray) -> bytes:
+    channels = samples.shape[2]
+    if channels == 2:
+        return _encode_png_grey_alpha(samples)
     import cv2
 
-    order = [2, 1, 0, 3] if samples.shape[2] == 4 else [2, 1, 0]
+    order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[channels]
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(samples[:, :, order]),
                                [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
@@ -61,43 +67,71 @@ def _encode_png(samples: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def _png_text_chunks(encoded: bytes, text: Mapping[str, str]) -> bytes:
-    """``encoded`` (a PNG) with one iTXt chunk (UTF-8, uncompressed) per ``text`` entry, placed
-    right after IHDR; Pillow reads them as ``Image.text``."""
-    import struct
-    import zlib
+def _encode_png_grey_alpha(samples: np.ndarray) -> bytes:
+    """Grey + alpha (PNG colour type 4), which OpenCV does not write: rows with the ``Up``
+    filter, deflated."""
+    height, width, _ = samples.shape
+    bits = 16 if samples.dtype == np.uint16 else 8
+    rows = samples.astype(">u2" if bits == 16 else np.uint8).view(np.uint8)
+    rows = rows.reshape(height, -1)
+    up = rows.copy()
+    up[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps, as PNG's filter does
+    raw = np.hstack([np.full((height, 1), 2, np.uint8), up]).tobytes()
+    header = struct.pack(">IIBBBBB", width, height, bits, 4, 0, 0, 0)
+    return (_PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6))
+            + _chunk(b"IEND", b""))
 
+
+def _png_chunks(encoded: bytes, icc: bytes | None, dpi: tuple[float, float] | None,
+                text: Mapping[str, str] | None) -> bytes:
+    """``encoded`` (a PNG) with ``iCCP`` (the profile, named "ICC Profile"), ``pHYs`` (pixels
+    per metre) and one iTXt chunk (UTF-8, uncompressed) per ``text`` entry, right after IHDR;
+    Pillow reads the texts as ``Image.text``."""
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then the IHDR chunk (always 13 data bytes)
-    if encoded[:8] != b"\x89PNG\r\n\x1a\n" or encoded[12:16] != b"IHDR":
+    if encoded[:8] != _PNG_SIGNATURE or encoded[12:16] != b"IHDR":
         raise ValueError("not a PNG stream")
     chunks = []
-    for key, value in text.items():
+    if icc is not None:
+        chunks.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc, 9)))
+    if dpi is not None:
+        chunks.append(_chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254),
+                                                  round(dpi[1] / 0.0254), 1)))
+    for key, value in (text or {}).items():
         keyword = str(key).encode("latin-1")
         if not 1 <= len(keyword) <= 79:
             raise ValueError(f"PNG text keyword must have 1..79 characters, got {key!r}")
-        body = keyword + b"\x00\x00\x00\x00\x00" + str(value).encode("utf-8")
-        chunks.append(struct.pack(">I", len(body)) + b"iTXt" + body
-                      + struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF))
+        chunks.append(_chunk(b"iTXt", keyword + b"\x00\x00\x00\x00\x00"
+                             + str(value).encode("utf-8")))
     return encoded[:ihdr_end] + b"".join(chunks) + encoded[ihdr_end:]
 
 
 def _encode_tiff(samples: np.ndarray, dpi: tuple[float, float] | None,
                  icc: bytes | None) -> bytes:
+    """Deflate-compressed TIFF.  Without ``dpi`` the resolution is ResolutionUnit 1 ("no
+    absolute unit", X/YResolution 1): TIFF 6.0 requires the three fields in every baseline
+    file, and this is its way of stating no physical size."""
     import tifffile
 
     buffer = io.BytesIO()
     extra: dict[str, Any] = {}
     if dpi is not None:
         extra.update(resolution=dpi, resolutionunit="INCH")
-    if samples.shape[2] == 4:
+    else:
+        extra.update(resolution=(1, 1), resolutionunit="NONE")
+    channels = samples.shape[2]
+    if channels in (2, 4):
         extra["extrasamples"] = ["unassalpha"]
-    tifffile.imwrite(buffer, samples, photometric="rgb", compression="zlib", predictor=True,
+    photometric = "minisblack" if channels <= 2 else "rgb"
+    data = samples[:, :, 0] if channels == 1 else samples
+    tifffile.imwrite(buffer, data, photometric=photometric, compression="zlib", predictor=True,
                      iccprofile=icc, metadata=None, software=False, **extra)
     return buffer.getvalue()
 
 
 def _encode_jpeg(samples: np.ndarray, quality: int, dpi: tuple[float, float] | None,
                  icc: bytes | None) -> bytes:
+    """Baseline JPEG, 4:4:4.  Without ``dpi`` the JFIF header states only the pixel aspect
+    ratio (units 0, density 1:1), as JFIF defines for an unknown resolution."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -106,62 +140,65 @@ def _encode_jpeg(samples: np.ndarray, quality: int, dpi: tuple[float, float] | N
         options["dpi"] = dpi
     if icc is not None:
         options["icc_profile"] = icc
-    Image.fromarray(samples[:, :, :3], "RGB").save(buffer, format="JPEG", **options)
+    grey = samples.shape[2] <= 2
+    image = Image.fromarray(samples[:, :, 0] if grey else samples[:, :, :3], "L" if grey else "RGB")
+    image.save(buffer, format="JPEG", **options)
     return buffer.getvalue()
 
 
-def derivative_tags(master: Master | None, provenance: Mapping[str, Any] | None,
-                    dpi: tuple[float, float] | None, fmt: Format,
-                    size: tuple[int, int]) -> dict[str, Any]:
-    """The exiftool ``-G1 -n -struct`` JSON object written into a derivative.
+def _rational(value: float) -> tuple[int, int]:
+    fraction = Fraction(value).limit_denominator(1000)
+    return fraction.numerator, fraction.denominator
 
-    The master's carried tags, then what is true of the derivative: Orientation 1 (the pixels
-    are oriented), the resolution, EXIF Software = oldphoto, and the provenance XMP.
+
+def derivative_metadata(master: Master | None, provenance: Mapping[str, Any] | None,
+                        dpi: tuple[float, float] | None, fmt: Format, size: tuple[int, int],
+                        content_sha256: str, *, grey: bool = False):
+    """The fields written into a derivative (:class:`oldphoto.archival.metadata.Carried`).
+
+    The master's carried fields, then what is true of the derivative: Orientation 1 (the pixels
+    are oriented), EXIF Software = oldphoto, the resolution (only ``dpi``: nothing when it is
+    None), JPEG's YCbCrPositioning and ComponentsConfiguration (``grey``: one component), the
+    pixel size of a PNG or JPEG whose EXIF has an Exif IFD,
+    and the provenance and identity XMP.
     """
-    tags: dict[str, Any] = copy.deepcopy(dict(master.tags)) if master is not None else {}
-    for key in _OVERRIDDEN:
-        tags.pop(key, None)
-    tags["IFD0:Orientation"] = 1
-    if master is not None and "XMP-tiff:Orientation" in master.tags:
-        tags["XMP-tiff:Orientation"] = 1
-    tags["IFD0:Software"] = software_agent()
+    from oldphoto.archival.metadata import empty, set_exif, set_xmp
+
+    carried = master.carried.copy() if master is not None and master.carried is not None \
+        else empty()
+    set_exif(carried.exif, "Exif.Image.Orientation", 1)
+    set_exif(carried.exif, "Exif.Image.Software", software_agent())
     if dpi is not None:
-        tags.update({"IFD0:XResolution": dpi[0], "IFD0:YResolution": dpi[1],
-                     "IFD0:ResolutionUnit": 2})
-        if fmt == "png":
-            # pHYs counts pixels per metre.
-            tags.update({"PNG-pHYs:PixelsPerUnitX": round(dpi[0] / 0.0254),
-                         "PNG-pHYs:PixelsPerUnitY": round(dpi[1] / 0.0254),
-                         "PNG-pHYs:PixelUnits": 1})
-    if "ExifIFD:DateTimeOriginal" in tags or any(k.startswith("ExifIFD:") for k in tags):
-        tags["ExifIFD:ExifImageWidth"], tags["ExifIFD:ExifImageHeight"] = size
+        set_exif(carried.exif, "Exif.Image.XResolution", _rational(dpi[0]))
+        set_exif(carried.exif, "Exif.Image.YResolution", _rational(dpi[1]))
+        set_exif(carried.exif, "Exif.Image.ResolutionUnit", 2)
+    exif_ifd = any(d.key().startswith("Exif.Photo.") for d in carried.exif)
+    if fmt == "jpeg":  # what EXIF requires of a JPEG: libjpeg centres chroma; Y Cb Cr or Y
+        set_exif(carried.exif, "Exif.Image.YCbCrPositioning", 1)
+        if exif_ifd:
+            set_exif(carried.exif, "Exif.Photo.ComponentsConfiguration",
+                     bytes([1, 0, 0, 0] if grey else [1, 2, 3, 0]))
+    if fmt != "tiff" and exif_ifd:
+        # The pixel size of compressed (PNG, JPEG) data; EXIF does not allow it in a TIFF.
+        set_exif(carried.exif, "Exif.Photo.PixelXDimension", int(size[0]))
+        set_exif(carried.exif, "Exif.Photo.PixelYDimension", int(size[1]))
     if provenance is not None:
-        tags.update(provenance_xmp(provenance, master.tags if master is not None else None))
-    tags["SourceFile"] = "*"
-    return tags
+        fields = provenance_xmp(provenance, master.tags if master is not None else None,
+                                fmt=fmt, content_sha256=content_sha256)
+        for key, value in fields.items():
+            set_xmp(carried.xmp, key, value, append=key == "Xmp.xmpMM.History")
+    return carried
 
 
-def _icc_for_output(master: Master | None) -> bytes | None:
+def icc_for_output(master: Master | None, colour_model: str) -> bytes | None:
+    """The master's ICC profile when it fits the derivative's colour model (an RGB profile for
+    RGB, a GRAY one for grey); None otherwise: a profile of another colour space is invalid."""
     from oldphoto.archival.colour import profile_colour_space
 
     if master is None or master.icc_profile is None:
         return None
-    # An RGB derivative can only embed an RGB profile (a grey master's profile would be invalid).
-    return master.icc_profile if profile_colour_space(master.icc_profile) == "RGB" else None
-
-
-def _write_tags(target: Path, tags: Mapping[str, Any], png_icc: bytes | None,
-                name: str | Path) -> None:
-    """exiftool writes ``tags`` (and, for a PNG, the ICC profile) into ``target`` in place."""
-    with tempfile.TemporaryDirectory(prefix="oldphoto-meta-") as scratch:
-        tags_file = Path(scratch) / "tags.json"
-        tags_file.write_text(json.dumps([dict(tags)], ensure_ascii=False), encoding="utf-8")
-        args = ["-overwrite_original", "-n", "-struct", "-m", f"-j={tags_file}"]
-        if png_icc is not None:
-            icc_file = Path(scratch) / "profile.icc"
-            icc_file.write_bytes(png_icc)
-            args.append(f"-ICC_Profile<={icc_file}")
-        run_exiftool([*args, str(target)], name)
+    wanted = "GRAY" if colour_model == "grey" else "RGB"
+    return master.icc_profile if profile_colour_space(master.icc_profile) == wanted else None
 
 
 def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits: int = 8,
@@ -173,8 +210,8 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
 
     Args:
         path: destination file; its folder is created.
-        pixels: H×W×3 RGB, float in [0, 1] or uint8/uint16, in the master's colour space (its
-            ICC profile is embedded).
+        pixels: H×W×3 RGB or H×W grey, float in [0, 1] or uint8/uint16, in the master's colour
+            space (its ICC profile is embedded when it fits: :func:`icc_for_output`).
         fmt: ``png`` | ``tiff`` (deflate, lossless) | ``jpeg``.
         bits: 8 or 16 (PNG and TIFF); JPEG is always 8-bit.
         alpha: H×W alpha (same dtype rules), or None; JPEG has no alpha and ignores it (the
@@ -182,17 +219,18 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
         master: what to carry over (:func:`oldphoto.archival.master.read_master`), or None.
         provenance: :func:`oldphoto.archival.provenance.provenance_record`, or None.
         jpeg_quality: 1..100.
-        dpi: resolution to state; default the master's.
+        dpi: resolution to state; default the master's (none when the master states none).
         text: PNG only: key -> value written as iTXt chunks (e.g. ``oldphoto:backend``).
 
-    With neither ``master`` nor ``provenance`` the file is plain: the encoded pixels (TIFF and
-    JPEG with ``dpi`` when given) and ``text``, without EXIF, IPTC or XMP, and exiftool is not
-    run.
+    With neither ``master`` nor ``provenance`` the file is plain: the encoded pixels (with
+    ``dpi`` when given) and ``text``, without EXIF, IPTC or XMP.
 
     Raises:
-        BadImageError: exiftool failed on the derivative (naming ``path``).
+        BadImageError: libexiv2 could not write the metadata (naming ``path``).
         ValueError: bad arguments (format, bits, shapes).
     """
+    from oldphoto.atomic import write_bytes_atomic
+
     if fmt not in EXTENSIONS:
         raise ValueError(f"fmt must be png, tiff or jpeg, got {fmt!r}")
     if bits not in (8, 16):
@@ -203,40 +241,20 @@ def write_derivative(path: str | Path, pixels: np.ndarray, *, fmt: Format, bits:
             raise ValueError(f"jpeg_quality must be within 1..100, got {jpeg_quality!r}")
     if dpi is None and master is not None:
         dpi = master.dpi
-    icc = _icc_for_output(master)
     samples = _samples(pixels, alpha, bits)
+    icc = icc_for_output(master, "grey" if samples.shape[2] <= 2 else "rgb")
     if fmt == "png":
-        encoded = _encode_png(samples)
-        if text:
-            encoded = _png_text_chunks(encoded, text)
+        encoded = _png_chunks(_encode_png(samples), icc, dpi, text)
     elif fmt == "tiff":
         encoded = _encode_tiff(samples, dpi, icc)
     else:
         encoded = _encode_jpeg(samples, jpeg_quality, dpi, icc)
-    height, width = samples.shape[:2]
-    plain = master is None and provenance is None
-    tags = None if plain else derivative_tags(master, provenance, dpi, fmt, (width, height))
+    if master is not None or provenance is not None:
+        from oldphoto.archival.metadata import write_metadata
 
-    from oldphoto.atomic import TEMP_PREFIX, fsync_dir
-
-    path = Path(path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}{path.suffix or EXTENSIONS[fmt]}"
-    exiftool_tmp = tmp.with_name(tmp.name + "_exiftool_tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded)
-        if tags is not None:
-            _write_tags(tmp, tags, icc if fmt == "png" else None, path)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, exiftool_tmp):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
-        raise
-    fsync_dir(folder)
-
+        height, width = samples.shape[:2]
+        content = hashlib.sha256(samples.tobytes()).hexdigest()
+        carried = derivative_metadata(master, provenance, dpi, fmt, (width, height), content,
+                                      grey=samples.shape[2] <= 2)
+        encoded = write_metadata(encoded, carried, path=path)
+    write_bytes_atomic(path, encoded)

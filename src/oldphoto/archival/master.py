@@ -1,48 +1,36 @@
 """What a master file holds that its derivatives must carry over, read without touching it.
 
 :func:`read_master` gathers, in one frozen :class:`Master`, everything the final output needs
-from the input: its name and sha256, format, bit depth, ICC profile, resolution, EXIF
-orientation, the raw EXIF / IPTC-IIM / XMP blocks, and the descriptive and rights fields as
-exiftool reports them (the form :func:`oldphoto.archival.derivative.write_derivative` writes
-back).  :func:`read_master_pixels16` decodes the pixels at full precision (float32 in [0, 1]),
-oriented and composited exactly as :func:`oldphoto.decode.read_image` does for its 8-bit copy.
+from the input: its name and sha256, format, colour model, bit depth, ICC profile, resolution,
+EXIF orientation, and the EXIF / IPTC-IIM / XMP fields a derivative carries
+(:class:`oldphoto.archival.metadata.Carried`, read by libexiv2 from the bytes in memory).
+:func:`read_master_pixels16` decodes the pixels at full precision (float32 in [0, 1]), oriented
+and composited exactly as :func:`oldphoto.decode.read_image` does for its 8-bit copy.
 
-The master is only ever opened read-only (``open(path, "rb")``, exiftool in read mode): no
-lock, no rename, no write, no change of its modification time.
+The master is only ever opened read-only (``open(path, "rb")``); libexiv2 parses a copy of its
+bytes in memory: no lock, no rename, no write, no change of its modification time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from oldphoto.errors import BadImageError, ConfigError
-from oldphoto.hashing import sha256_file
+from oldphoto.errors import BadImageError
+from oldphoto.hashing import sha256_file  # noqa: F401 - oldphoto.archival.sha256_file
 
-EXIFTOOL = "exiftool"
-"""The exiftool command (Debian ``libimage-exiftool-perl``)."""
+if TYPE_CHECKING:
+    from oldphoto.archival.metadata import Carried
 
-CARRIED_GROUPS = ("IFD0", "ExifIFD", "GPS", "InteropIFD", "IPTC")
-"""exiftool family-1 groups copied to derivatives, besides every ``XMP-*`` group."""
-
-STRUCTURAL_TAGS = frozenset({
-    # Describe the master's pixel layout, not the photo: the derivative's encoder writes its own.
-    "ImageWidth", "ImageHeight", "BitsPerSample", "Compression", "PhotometricInterpretation",
-    "StripOffsets", "SamplesPerPixel", "RowsPerStrip", "StripByteCounts", "PlanarConfiguration",
-    "Predictor", "ExtraSamples", "SampleFormat", "TileWidth", "TileLength", "TileOffsets",
-    "TileByteCounts", "SubfileType", "OldSubfileType", "FillOrder", "ThumbnailOffset",
-    "ThumbnailLength", "ExifImageWidth", "ExifImageHeight", "YCbCrSubSampling",
-    "YCbCrPositioning", "JPEGTables", "SubIFD", "XMPToolkit",
-})
-"""Tags never copied from the master (set by the derivative's encoder, or no longer true)."""
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+"""Pillow modes of a greyscale master (one colour channel; ``LA``: with alpha)."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +48,17 @@ class Master:
         orientation: the EXIF orientation (1..8; 1 when absent or invalid); the decoders apply
             it to the pixels, derivatives are written with 1.
         icc_profile: the embedded ICC profile, or None.
-        dpi: (x, y) resolution in pixels per inch, or None when the file does not say.
-        exif: the raw EXIF block (TIFF structure, as Pillow reads it), or None.
-        iptc: the raw IPTC-IIM records (as exiftool extracts them), or None.
+        dpi: (x, y) resolution in pixels per inch, or None when the file does not state one
+            (:func:`stated_dpi`: no default is ever assumed).
+        colour_model: ``"grey"`` (one colour channel: Pillow modes :data:`GREY_MODES`) or
+            ``"rgb"`` (everything else: RGB, palette, CMYK, ...).
         xmp: the raw XMP packet, or None.
-        tags: exiftool's ``-G1 -n -struct`` values of the descriptive, rights and capture fields
-            (groups :data:`CARRIED_GROUPS` and ``XMP-*``, without :data:`STRUCTURAL_TAGS`),
-            keyed ``"Group:Tag"``; read-only.
+        tags: every carried EXIF, IPTC and XMP field as libexiv2 names and prints it
+            (``"Exif.Image.Artist"``, ``"Iptc.Application2.Credit"``, ``"Xmp.dc.title"``);
+            read-only.  Empty with ``metadata=False``.
+        carried: the same fields as libexiv2 containers, which
+            :func:`oldphoto.archival.derivative.write_derivative` copies; None with
+            ``metadata=False``.
     """
 
     path: Path
@@ -80,73 +72,22 @@ class Master:
     orientation: int
     icc_profile: bytes | None
     dpi: tuple[float, float] | None
-    exif: bytes | None
-    iptc: bytes | None
-    xmp: bytes | None
-    tags: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    colour_model: str = "rgb"
+    xmp: bytes | None = None
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    carried: "Carried | None" = field(default=None, compare=False, repr=False)
 
     def tag(self, key: str, default: Any = None) -> Any:
-        """One carried tag by ``"Group:Tag"``, e.g. ``master.tag("IFD0:Artist")``."""
+        """One carried field by libexiv2 key, e.g. ``master.tag("Exif.Image.Artist")``."""
         return self.tags.get(key, default)
-
-
-def exiftool_path() -> str:
-    """The exiftool executable, or a clear error when it is not installed."""
-    found = shutil.which(EXIFTOOL)
-    if found is None:
-        raise ConfigError(None, "exiftool is not installed (Debian: apt-get install "
-                                "libimage-exiftool-perl); it reads and writes the EXIF, "
-                                "IPTC and XMP of archival derivatives")
-    return found
-
-
-def run_exiftool(args: list[str], path: str | Path | None, *, timeout: float = 120) -> bytes:
-    """Run exiftool with ``args``; its stdout.
-
-    ``path`` names the file in the error raised when exiftool fails.  Arguments go to this
-    process's long-lived exiftool (:mod:`oldphoto.archival.exiftool`) one per line, so that no
-    value is ever parsed by a shell or limited by the command-line length, and exiftool starts
-    once per worker, not three times per photo.
-    """
-    from oldphoto.archival.exiftool import ExifToolError, session
-
-    try:
-        return session(exiftool_path()).run(args, timeout=timeout)
-    except TimeoutError:
-        raise BadImageError(path, f"exiftool did not finish within {timeout:g} s") from None
-    except ExifToolError as err:
-        message = " ".join(err.stderr.decode("utf-8", "replace").split())[:300]
-        raise BadImageError(path, f"exiftool failed: {message or str(err)}") from None
-
-
-def _carried(key: str) -> bool:
-    group, _, name = key.partition(":")
-    if not name or name in STRUCTURAL_TAGS:
-        return False
-    return group in CARRIED_GROUPS or group.startswith("XMP-")
-
-
-def read_tags(path: str | Path) -> dict[str, Any]:
-    """The carried fields of ``path`` as exiftool reports them (``-G1 -n -struct``)."""
-    out = run_exiftool(["-j", "-a", "-G1", "-n", "-struct", "-charset", "filename=utf8",
-                        str(path)], path)
-    try:
-        record = json.loads(out.decode("utf-8"))[0]
-    except (ValueError, IndexError):
-        raise BadImageError(path, "exiftool returned unreadable metadata") from None
-    return {key: value for key, value in record.items() if _carried(key)}
-
-
-def read_block(path: str | Path, block: str) -> bytes | None:
-    """One raw metadata block (``"IPTC"``, ``"XMP"``, ``"EXIF"``) extracted by exiftool."""
-    data = run_exiftool(["-b", f"-{block}", str(path)], path)
-    return data or None
 
 
 def _bit_depth(im) -> int:
     from oldphoto.decode import _raw_mode  # the decoder's own test for 16-bit colour
 
     if im.mode.startswith("I;16") or ";16" in _raw_mode(im):
+        return 16
+    if im.mode == "I" and im.format == "PNG":  # older Pillow: a 16-bit grey PNG reads as "I"
         return 16
     if im.mode in ("I", "F"):
         return 32
@@ -155,16 +96,54 @@ def _bit_depth(im) -> int:
     return 8
 
 
-def _dpi(im) -> tuple[float, float] | None:
-    dpi = im.info.get("dpi")
-    if not dpi:
-        return None
+def _per_inch(x: Any, y: Any, unit: Any) -> tuple[float, float] | None:
+    """(x, y) in pixels per inch from a resolution and its unit (2 inch, 3 cm); None when the
+    unit is not absolute or the values are not positive numbers."""
     try:
-        x, y = float(dpi[0]), float(dpi[1])
-    except (TypeError, ValueError, IndexError):
+        x, y = float(x), float(y)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (x > 0 and y > 0) or x != x or y != y:
+        return None
+    if unit == 3:
+        x, y = x * 2.54, y * 2.54
+    elif unit != 2:
         return None
     # PNG stores pixels per metre: 47244 px/m reads back as 1199.9976 dpi.
-    return (round(x, 2), round(y, 2)) if x > 0 and y > 0 else None
+    return round(x, 2), round(y, 2)
+
+
+def stated_dpi(im) -> tuple[float, float] | None:
+    """The resolution the file states, in pixels per inch, or None.
+
+    Only what the file says: a TIFF's XResolution/YResolution with an inch or centimetre
+    ResolutionUnit (absent unit: inch, as TIFF 6.0 defines it); a PNG's ``pHYs`` in pixels per
+    metre; a JPEG's JFIF density in dots per inch or cm; otherwise the EXIF IFD0 resolution when
+    the file has one.  Pillow's defaults are not taken: it reports 1 dpi for a TIFF without
+    resolution tags and 72 dpi for a JPEG whose EXIF has none.
+    """
+    fmt = im.format or ""
+    if fmt == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        if 282 in tags and 283 in tags:
+            return _per_inch(tags[282], tags[283], tags.get(296, 2))
+        return None
+    if fmt == "PNG" and "dpi" in im.info:  # pHYs in metres (aspect-only pHYs gives no "dpi")
+        dpi = im.info["dpi"]
+        return _per_inch(dpi[0], dpi[1], 2)
+    if fmt == "JPEG" and im.info.get("jfif_unit") in (1, 2):
+        density = im.info.get("jfif_density", (0, 0))
+        return _per_inch(density[0], density[1], {1: 2, 2: 3}[im.info["jfif_unit"]])
+    if fmt not in ("TIFF", "PNG", "JPEG") and im.info.get("dpi"):
+        dpi = im.info["dpi"]
+        return _per_inch(dpi[0], dpi[1], 2)
+    try:
+        exif = im.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF states no resolution
+        return None
+    if 0x011A in exif and 0x011B in exif:
+        return _per_inch(exif[0x011A], exif[0x011B], exif.get(0x0128, 2))
+    return None
 
 
 def read_icc_profile(path: str | Path) -> bytes | None:
@@ -188,42 +167,45 @@ def read_icc_profile(path: str | Path) -> bytes | None:
 def read_master(path: str | Path, *, metadata: bool = True) -> Master:
     """Read everything a derivative carries over from the master ``path`` (read-only).
 
-    ``metadata=False`` skips exiftool (``xmp``, ``iptc`` None, ``tags`` empty): the facts a
-    provenance record needs without the fields a plain output does not carry.
+    ``metadata=False`` skips the EXIF/IPTC/XMP fields (``xmp``, ``carried`` None, ``tags``
+    empty): the facts a provenance record needs without the fields a plain output does not
+    carry.
 
     Raises:
-        BadImageError: the file cannot be read or identified, or exiftool fails on it.
+        BadImageError: the file cannot be read or identified, or its metadata is unreadable.
     """
     from PIL import Image
 
+    from oldphoto.archival.metadata import read_carried
     from oldphoto.decode import DecodingErrors as _Decoding, _exif_orientation
 
     path = Path(path)
     try:
-        digest = sha256_file(path)
-        size = path.stat().st_size
+        data = path.read_bytes()
     except FileNotFoundError:
         raise BadImageError(path, "file not found") from None
     except OSError as err:
         raise BadImageError(path, f"cannot read file: {err.strerror or err}") from None
-    with _Decoding(path, "not a readable image", None), open(path, "rb") as handle, \
-            warnings.catch_warnings(), Image.open(handle) as im:
-        # PIL warns about the IPTC tag's TIFF type; exiftool reads IPTC below.
+    with _Decoding(path, "not a readable image", None), warnings.catch_warnings(), \
+            Image.open(io.BytesIO(data)) as im:
+        # PIL warns about the IPTC tag's TIFF type; libexiv2 reads IPTC below.
         warnings.simplefilter("ignore", UserWarning)
         notes: list[str] = []
         fmt = im.format or ""
         width, height = im.size
         bit_depth = _bit_depth(im)
+        colour_model = "grey" if im.mode in GREY_MODES else "rgb"
         orientation = _exif_orientation(im, notes)
         icc = im.info.get("icc_profile") or None
-        dpi = _dpi(im)
-        exif_block = im.getexif().tobytes() if len(im.getexif()) else None
-    xmp = read_block(path, "XMP") if metadata else None
-    iptc = read_block(path, "IPTC") if metadata else None
-    return Master(path=path, name=path.name, sha256=digest, size_bytes=size, format=fmt,
-                  bit_depth=bit_depth, width=width, height=height, orientation=orientation,
-                  icc_profile=icc, dpi=dpi, exif=exif_block, iptc=iptc, xmp=xmp,
-                  tags=MappingProxyType(read_tags(path) if metadata else {}))
+        dpi = stated_dpi(im)
+    carried = read_carried(data, path) if metadata else None
+    return Master(path=path, name=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                  size_bytes=len(data), format=fmt, bit_depth=bit_depth, width=width,
+                  height=height, orientation=orientation, icc_profile=icc, dpi=dpi,
+                  colour_model=colour_model,
+                  xmp=carried.xmp_packet if carried is not None else None,
+                  tags=MappingProxyType(carried.texts() if carried is not None else {}),
+                  carried=carried)
 
 
 def read_master_pixels16(path: str | Path) -> np.ndarray:

@@ -5,29 +5,39 @@ backend, checkpoints' sha256, settings, what changed); :func:`provenance_xmp` tu
 standard XMP fields that :func:`oldphoto.archival.derivative.write_derivative` embeds, and
 :func:`write_sidecar` writes the same record, plus the stage timings, next to the output.
 
-XMP fields written (exiftool names; the schema URIs are the standard ones):
+XMP fields written (libexiv2 keys; the schema URIs are the standard ones), following the XMP
+Media Management schema (``docs/archival.md#identity-xmp-media-management``):
 
-=================================  ============================================================
-``XMP-iptcExt:DigitalSourceType``  IPTC Digital Source Type URI: ``compositeWithTrainedAlgori-
-                                   thmicMedia`` for the pretrained backend (networks synthesise
-                                   content: the VAE regenerates the photo, scratches are
-                                   inpainted, faces regenerated), ``algorithmicallyEnhanced``
-                                   for the classical backend.
-``XMP-xmpMM:DerivedFrom``          ``stRef:filePath`` = the master's file name,
-                                   ``stRef:documentID`` = ``sha256:<hex>`` of its bytes.
-``XMP-xmpMM:History``              the master's history plus one ``stEvt`` event: action
-                                   ``derived``, ``when``, ``softwareAgent`` = ``oldphoto
-                                   <version>``, ``parameters`` = compact JSON of backend,
-                                   source sha256, checkpoints' sha256 and settings.
-``XMP-xmp:CreatorTool``            ``oldphoto <version>``.
-=================================  ============================================================
+===================================  ==========================================================
+``Xmp.iptcExt.DigitalSourceType``    IPTC Digital Source Type URI: ``compositeWithTrainedAlgo-
+                                     rithmicMedia`` for the pretrained backend (networks
+                                     synthesise content: the VAE regenerates the photo,
+                                     scratches are inpainted, faces regenerated),
+                                     ``algorithmicallyEnhanced`` for the classical backend.
+``Xmp.xmpMM.DocumentID``             the derivative's own: ``uuid:`` + a name-based UUID (RFC
+                                     9562 version 5) of the master's sha256, the output format,
+                                     the software and the history parameters (:func:`document_id`).
+``Xmp.xmpMM.InstanceID``             ``uuid:`` + a version-5 UUID of the DocumentID, the
+                                     derivation time and the sha256 of the pixel samples.
+``Xmp.xmpMM.OriginalDocumentID``     the master's OriginalDocumentID, else its DocumentID, else
+                                     :func:`content_id` of the master's sha256.
+``Xmp.xmpMM.DerivedFrom``            ``stRef:filePath`` = the master's file name, and the
+                                     master's ``documentID``, ``instanceID`` and
+                                     ``originalDocumentID`` where it has them.
+``Xmp.xmpMM.History``                the master's events plus one ``stEvt``: action ``derived``,
+                                     ``instanceID`` (the derivative's), ``when`` (the record's
+                                     ``created``), ``softwareAgent`` = ``oldphoto <version>``,
+                                     ``parameters`` = compact JSON of backend, source sha256,
+                                     checkpoints' sha256 and settings.
+``Xmp.xmp.CreatorTool``              ``oldphoto <version>``.
+===================================  ==========================================================
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -102,12 +112,6 @@ def provenance_record(master: Master, *, backend: str, checkpoints: Mapping[str,
     }
 
 
-def _when_xmp(iso: str) -> str:
-    # exiftool reads "YYYY:MM:DD HH:MM:SS+HH:MM"; ISO 8601's dashes and "T" are converted.
-    date, _, time = iso.partition("T")
-    return f"{date.replace('-', ':')} {time}" if time else date.replace("-", ":")
-
-
 def history_parameters(record: Mapping[str, Any]) -> str:
     """The ``stEvt:parameters`` text: compact, key-sorted JSON of what shaped the output."""
     return json.dumps({
@@ -118,30 +122,84 @@ def history_parameters(record: Mapping[str, Any]) -> str:
     }, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def provenance_xmp(record: Mapping[str, Any],
-                   master_tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The XMP provenance fields of ``record`` as exiftool ``-G1 -struct`` JSON values.
+IDENTITY_NAMESPACE = uuid.UUID("0ea8763a-9219-49f8-87ef-e597ecf4a2c8")
+"""The namespace of oldphoto's name-based (version 5) UUIDs; fixed, so anyone can recompute an
+identifier from what it names."""
 
-    ``master_tags`` (:attr:`Master.tags`) supplies an existing ``XMP-xmpMM:History``, which
-    is kept and extended by this derivation's event.  The event's ``When`` is the record's
-    ``created``; a record with ``created`` None gives an event without one.
+
+def _uuid(name: str) -> str:
+    return f"uuid:{uuid.uuid5(IDENTITY_NAMESPACE, name)}"
+
+
+def content_id(sha256: str) -> str:
+    """``uuid:`` + the version-5 UUID of ``sha256:<hex>``: an identifier of a file's bytes that
+    anyone can recompute from the file (a master without XMP identifiers gets it as the
+    derivative's OriginalDocumentID)."""
+    return _uuid(f"sha256:{sha256}")
+
+
+def document_id(record: Mapping[str, Any], fmt: str) -> str:
+    """The derivative's ``xmpMM:DocumentID``: the same master, format, software and history
+    parameters (backend, checkpoints, settings) give the same identifier; any change a new one."""
+    agent = f"{record['software']['name']} {record['software']['version']}"
+    return _uuid(f"document {record['source']['sha256']} {fmt} {agent} "
+                 f"{history_parameters(record)}")
+
+
+def instance_id(document: str, when: str, content_sha256: str) -> str:
+    """The derivative's ``xmpMM:InstanceID``: this document as written at ``when`` with pixel
+    samples of sha256 ``content_sha256``."""
+    return _uuid(f"instance {document} {when} {content_sha256}")
+
+
+def master_identity(master_tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """The master's own XMP identifiers: ``{"documentID", "instanceID", "originalDocumentID"}``,
+    those it has (from :attr:`Master.tags <oldphoto.archival.master.Master.tags>`)."""
+    tags = master_tags or {}
+    found = {}
+    for field, key in (("documentID", "Xmp.xmpMM.DocumentID"),
+                       ("instanceID", "Xmp.xmpMM.InstanceID"),
+                       ("originalDocumentID", "Xmp.xmpMM.OriginalDocumentID")):
+        value = str(tags.get(key) or "").strip()
+        if value:
+            found[field] = value
+    return found
+
+
+def provenance_xmp(record: Mapping[str, Any], master_tags: Mapping[str, Any] | None = None, *,
+                   fmt: str, content_sha256: str) -> dict[str, Any]:
+    """The XMP provenance and identity fields of a derivative, keyed by libexiv2 key.
+
+    Args:
+        record: :func:`provenance_record`; its ``created`` is the History event's ``when``.
+        master_tags: :attr:`Master.tags <oldphoto.archival.master.Master.tags>`, for the
+            master's identifiers (``DerivedFrom``, ``OriginalDocumentID``).
+        fmt: the derivative's format (``png``, ``tiff``, ``jpeg``): one DocumentID per format.
+        content_sha256: sha256 of the derivative's pixel samples (its InstanceID).
+
+    Values are texts, a struct (dict of ``prefix:field`` -> text) or a list of structs;
+    ``Xmp.xmpMM.History``'s one event is appended to the master's history
+    (:func:`oldphoto.archival.metadata.set_xmp`).
     """
     agent = f"{record['software']['name']} {record['software']['version']}"
-    previous = copy.deepcopy((master_tags or {}).get("XMP-xmpMM:History") or [])
-    if isinstance(previous, dict):
-        previous = [previous]
-    event = {"Action": "derived"}
-    if record.get("created"):  # optional in stEvt; None keeps a derivative's bytes reproducible
-        event["When"] = _when_xmp(record["created"])
-    event.update({"SoftwareAgent": agent, "Parameters": history_parameters(record)})
+    when = str(record["created"])
+    master = master_identity(master_tags)
+    document = document_id(record, fmt)
+    instance = instance_id(document, when, content_sha256)
+    derived_from = {"stRef:filePath": record["source"]["file_name"]}
+    derived_from.update({f"stRef:{field}": value for field, value in master.items()})
+    original = master.get("originalDocumentID") or master.get("documentID") \
+        or content_id(record["source"]["sha256"])
+    event = {"stEvt:action": "derived", "stEvt:instanceID": instance, "stEvt:when": when,
+             "stEvt:softwareAgent": agent, "stEvt:parameters": history_parameters(record)}
     return {
-        "XMP-iptcExt:DigitalSourceType": record["digital_source_type"],
-        "XMP-xmpMM:DerivedFrom": {
-            "FilePath": record["source"]["file_name"],
-            "DocumentID": f"sha256:{record['source']['sha256']}",
-        },
-        "XMP-xmpMM:History": [*previous, event],
-        "XMP-xmp:CreatorTool": agent,
+        "Xmp.iptcExt.DigitalSourceType": record["digital_source_type"],
+        "Xmp.xmpMM.DocumentID": document,
+        "Xmp.xmpMM.InstanceID": instance,
+        "Xmp.xmpMM.OriginalDocumentID": original,
+        "Xmp.xmpMM.DerivedFrom": derived_from,
+        "Xmp.xmpMM.History": [event],
+        "Xmp.xmp.CreatorTool": agent,
     }
 
 
