@@ -8,7 +8,7 @@
 # (scripts/ci/hide-tools.sh: /dev/null bind-mounted over them in a private mount namespace),
 # each because a new user's laptop does not have it and the workflow could reach it:
 #   exiftool                           Debian libimage-exiftool-perl; .ci/run installs it for the
-#                                      archival tests (stage 4 used it at run time)
+#                                      archival tests (their reader; stage 4 no longer uses it)
 #   chromium chromium-browser chromedriver google-chrome
 #                                      the report's browser test (.ci/run installs chromium)
 #   sbatch srun salloc squeue sinfo scontrol sacct scancel munge

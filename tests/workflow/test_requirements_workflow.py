@@ -37,14 +37,6 @@ def hiding(tmp_path: Path, *modules: str) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join([str(shadow), str(REPO / "src")])}
 
 
-def without_programs(tmp_path: Path) -> dict[str, str]:
-    """A ``PATH`` with bash only: no exiftool (nor any other program) on it."""
-    folder = tmp_path / "bin"
-    folder.mkdir(exist_ok=True)
-    (folder / "bash").symlink_to("/bin/bash")
-    return {"PATH": str(folder)}
-
-
 def output(proc: subprocess.CompletedProcess) -> str:
     """What Snakemake printed (its error log goes to stdout or stderr, depending on the run)."""
     return proc.stdout + proc.stderr
@@ -90,16 +82,17 @@ def test_snakemake_refuses_a_missing_landmark_model(tmp_path):
     assert_nothing_ran(config)
 
 
-def test_snakemake_refuses_without_exiftool_unless_metadata_is_off(tmp_path):
+def test_snakemake_refuses_without_the_metadata_library_unless_metadata_is_off(tmp_path):
     make_tiny_photos(tmp_path / "in")
     config = workflow_config(tmp_path)
-    env = without_programs(tmp_path)
+    env = hiding(tmp_path, "exiv2")
     proc = run_snakemake(tmp_path / "work", config, check=False, env=env)
     assert proc.returncode == 1
-    assert "program exiftool, needed for the archival metadata of every output" in output(proc)
-    assert "apt-get install libimage-exiftool-perl" in output(proc)
+    assert ("Python library exiv2 (module exiv2), needed for the archival metadata of every "
+            "output") in output(proc)
+    assert "pip install 'exiv2>=0.19,<0.20'" in output(proc)
     assert_nothing_ran(config)
-    # carry_metadata: false needs no exiftool: the same PATH builds the DAG
+    # carry_metadata: false needs no metadata library: the same environment builds the DAG
     quiet = run_snakemake(tmp_path / "work", {**config, "carry_metadata": False}, "-n",
                           check=False, env=env)
     assert quiet.returncode == 0, output(quiet)[-3000:]
@@ -130,21 +123,22 @@ def test_oldphoto_refuses_before_writing_anything(tmp_path):
     assert "pip install 'scikit-image>=0.22'" in proc.stderr
     assert not out.exists()
 
-    proc = oldphoto(*args, "--dry-run", env=without_programs(tmp_path))
-    assert proc.returncode == 2 and "program exiftool" in proc.stderr
+    proc = oldphoto(*args, "--dry-run", env=hiding(tmp_path, "exiv2"))
+    assert proc.returncode == 2 and "Python library exiv2" in proc.stderr
     assert not out.exists()
 
 
 def test_oldphoto_leaves_a_config_given_to_snakemake_to_the_snakefile(tmp_path):
     """``-- --config carry_metadata=false``: the command cannot know the run's settings, so the
-    Snakefile decides (no exiftool needed then); with metadata on, the Snakefile refuses."""
+    Snakefile decides (no metadata library needed then); with metadata on, the Snakefile
+    refuses."""
     make_tiny_photos(tmp_path / "in")
     out = tmp_path / "out"
     args = ("--input_folder", str(tmp_path / "in"), "--output_folder", str(out), "--GPU", "-1",
             "--backend", "classical", "--dry-run")
-    env = without_programs(tmp_path)
+    env = hiding(tmp_path, "exiv2")
     proc = oldphoto(*args, "--", "--config", "carry_metadata=false", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = oldphoto(*args, "--", "--config", "carry_metadata=true", env=env)
-    assert proc.returncode == 1 and "program exiftool" in output(proc)
+    assert proc.returncode == 1 and "Python library exiv2" in output(proc)
     assert not (out / "final_output").exists() and not (out / "stage_1_restore_output").exists()
