@@ -26,8 +26,9 @@ from typing import Sequence
 
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
-EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
-"""``--ext`` (GFPGAN's spelling) -> config ``output_format``."""
+EXT_CHOICES = ("png", "tiff", "tif", "jpeg", "jpg", "same", "auto")
+"""``--ext``: the ``output_format`` spellings of config and sheet, and GFPGAN's ``auto`` for
+``same`` (:mod:`oldphoto.spellings`); written to the config as the canonical value."""
 REPORT_TARGET = "gallery"
 
 
@@ -169,10 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time limit of each array task (default: %(default)s)")
     parser.add_argument("--sbatch", default="", metavar="ARGS",
                         help="further sbatch arguments, e.g. \"-p gpu -A lab\"")
-    parser.add_argument("--ext", choices=tuple(EXT_FORMATS), default=None,
-                        help="format of final_output as GFPGAN spells it: auto (each photo in "
-                             "its input's format), png, jpg or tiff (config: output_format; "
-                             "default: png)")
+    parser.add_argument("--ext", type=str.lower, choices=EXT_CHOICES, default=None,
+                        help="format of final_output: png, tiff (tif), jpeg (jpg), or same "
+                             "(each photo in its input's format; GFPGAN's auto is the same); "
+                             "any case (config: output_format; default: png)")
     parser.add_argument("--cores", default="all", metavar="N",
                         help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
                              "%(default)s)")
@@ -214,7 +215,9 @@ def settings(args: argparse.Namespace, root: Path) -> dict:
                              f"oldphoto sheet {args.input_folder})")
         config["photo_sheet"] = str(photo_sheet)
     if args.ext is not None:
-        config["output_format"] = EXT_FORMATS[args.ext]
+        from oldphoto.spellings import ext_option
+
+        config["output_format"] = ext_option(args.ext)
     if gpus == []:
         config.update(device="cpu", gpu_per_job=0)
     elif gpus:

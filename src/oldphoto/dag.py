@@ -37,19 +37,18 @@ SCHEDULING_ENV = {
 # Configuration
 
 
-_TRUTH = {"true": True, "yes": True, "on": True, "1": True,
-          "false": False, "no": False, "off": False, "0": False}
-
-
 def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
     """Turn command-line strings such as ``with_scratch=true`` into booleans, in place.
 
     Snakemake's ``--config key=value`` parses only Python literals (``True``), so the spelling
-    users type (``true``, ``yes``) would fail the schema.  Only keys the schema declares boolean
-    (possibly among other types) are touched, and only recognised spellings; anything else is
+    users type would fail the schema.  Only keys the schema declares boolean (possibly among
+    other types) are touched, and only the spellings of :mod:`oldphoto.spellings`
+    (``yes|no|true|false``, any case; ``auto`` too where the key takes it); anything else is
     left for the schema to reject.
     """
     import yaml
+
+    from oldphoto.spellings import BOOLEAN_WORDS
 
     with open(Path(basedir) / schema_path, encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
@@ -58,8 +57,28 @@ def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -
         types = spec.get("type")
         types = types if isinstance(types, list) else [types]
         if "boolean" in types and isinstance(value, str):
-            if value.strip().lower() in _TRUTH:
-                config[key] = _TRUTH[value.strip().lower()]
+            word = value.strip().lower()
+            if word in BOOLEAN_WORDS:
+                config[key] = BOOLEAN_WORDS[word]
+            elif word in [v for v in spec.get("enum", []) if isinstance(v, str)]:
+                config[key] = word  # with_scratch: Auto -> auto
+
+
+def coerce_spellings(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
+    """Every spelling of :mod:`oldphoto.spellings` turned into its canonical value, in place,
+    before the config is validated: booleans (:func:`coerce_booleans`) and ``output_format``
+    (``tif`` -> ``tiff``, ``JPG`` -> ``jpeg``).  A run given ``tif`` and one given ``tiff`` then
+    have the same config, hence the same params: no job reruns for a spelling.  Values that are
+    no spelling are left for the schema to reject (its message lists the accepted ones).
+    """
+    from oldphoto.spellings import output_format
+
+    coerce_booleans(config, schema_path, basedir)
+    if isinstance(config.get("output_format"), str):
+        try:
+            config["output_format"] = output_format(config["output_format"])
+        except ValueError:
+            pass
 
 
 def run_mode(config: Mapping[str, Any]) -> Mode:

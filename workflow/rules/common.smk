@@ -20,8 +20,9 @@ from oldphoto.errors import OldPhotoError  # noqa: E402
 from oldphoto.layout import Layout  # noqa: E402
 from oldphoto.mode import Mode  # noqa: E402
 
-# `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
-dag.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
+# `--config with_scratch=true` arrives as the string "true": the spellings of oldphoto.spellings
+# (yes/no/true/false, output_format tif/jpg, any case) become one canonical value each.
+dag.coerce_spellings(config, "../schemas/config.schema.yaml", workflow.current_basedir)
 validate(config, schema="../schemas/config.schema.yaml")
 
 L = Layout(config["output_dir"])
