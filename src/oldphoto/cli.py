@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
                              "%(default)s)")
     parser.add_argument("--dry-run", "-n", action="store_true", dest="dry_run",
-                        help="show the jobs that would run, run nothing (snakemake --dry-run)")
+                        help="show the jobs that would run and the files skipped, run nothing "
+                             "(snakemake --dry-run)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show every job and its shell command as Snakemake prints them "
+                             "(snakemake --printshellcmds); by default one line per photo")
     parser.add_argument("--photo-sheet", default=None, metavar="TSV", dest="photo_sheet",
                         help="per-photo settings (docs/photo_sheet.md; config: photo_sheet); "
                              "write a starter one with: %(prog)s sheet INPUT_FOLDER")
@@ -236,6 +240,8 @@ def snakemake_command(root: Path, out: Path, config_file: Path, args: argparse.N
         command += ["--resources", f"gpu={len(gpus)}"]
     if args.dry_run:
         command.append("--dry-run")
+    if args.verbose:
+        command.append("--printshellcmds")
     return command + list(extra)
 
 
@@ -295,11 +301,14 @@ def sheet_main(argv: Sequence[str]) -> int:
         print(f"oldphoto sheet: error: {args.input_dir}: not a folder", file=sys.stderr)
         return 2
     target = Path(args.output).expanduser()
+    if target.exists() and not args.force:
+        print(f"oldphoto sheet: error: {target} exists and was left as it is; add --force to "
+              "replace it", file=sys.stderr)
+        return 2
     try:
         names = write_starter_sheet(input_dir, target, overwrite=args.force)
     except ConfigError as err:
-        hint = "; add --force to replace it" if target.exists() and not args.force else ""
-        print(f"oldphoto sheet: error: {err}{hint}", file=sys.stderr)
+        print(f"oldphoto sheet: error: {err.path}: {err.reason}", file=sys.stderr)
         return 2
     print(f"oldphoto sheet: {target}: {len(names)} photo(s), with_scratch=auto; edit it, then "
           f"run oldphoto --input_folder {shlex.quote(str(input_dir))} --photo-sheet "
@@ -347,7 +356,15 @@ def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: arg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run_main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        # Ctrl-C outside the workflow run (which ends by itself and lists what did not run)
+        print("oldphoto: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_main(argv: list[str]) -> int:
     if argv[:1] == ["sheet"]:
         return sheet_main(argv[1:])
     extra: list[str] = []
@@ -359,13 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = workflow_root()
         config = settings(args, root)
         gpus = parse_gpus(args.GPU)
+        check_photos(config["input_dir"], args.input_folder)
     except UsageError as err:
         print(f"oldphoto: error: {err}", file=sys.stderr)
         return 2
 
     import yaml
-
-    from oldphoto.summary import summary_line
 
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
@@ -394,37 +410,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         return code
 
+    # The workflow printed the end of the run once (oldphoto.summary.finish_run: counts, every
+    # failure with its reason, what did not run; or "nothing to do: all N photos are up to
+    # date"); this command adds only the report.
     summary = read_summary(out, started)
-    final = out / "final_output"
     if summary is None:
-        print(f"oldphoto: the workflow stopped before running (exit {code}); see the messages "
-              "above", file=sys.stderr)
-        return code or 1
-    print(summary_line(summary))
-    for stem, entry in summary["photos"].items():
-        if entry.get("status") == "failed":
-            for reason in entry.get("reasons") or ["see its log under logs/"]:
-                print(f"oldphoto: FAILED {entry.get('input', stem)}: {reason}")
-        elif entry.get("status") == "not run":
-            print(f"oldphoto: NOT RUN {entry.get('input', stem)} (run the command again)")
-    print(f"oldphoto: results in {final}")
+        if code:
+            print(f"oldphoto: the workflow stopped before running (exit {code}); see the "
+                  "messages above", file=sys.stderr)
+        return code
 
     report = out / "report.html"
     if args.report is not None:
         report = Path(args.report).expanduser().resolve() if args.report else report
         built = run_to_the_end(report_command(root, out, config_file, report), env)
         if built == 0:
-            print(f"oldphoto: report in {report}")
+            print(f"oldphoto: report in {report}", file=sys.stderr)
         else:
-            print(f"oldphoto: building the report failed (exit {built})")
+            print(f"oldphoto: building the report failed (exit {built}); see the messages "
+                  "above", file=sys.stderr)
             code = code or built
     else:
-        print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)))
+        print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)),
+              file=sys.stderr)
 
     failed = summary["counts"].get("failed", 0) + summary["counts"].get("not_run", 0)
     if failed and code == 0:
         code = 1
     return code
+
+
+def check_photos(input_dir: str, given: str) -> None:
+    """The input folder holds at least one photo (else a UsageError naming the folder and what
+    was skipped there), before any output folder is made."""
+    from oldphoto.dag import discover_inputs
+    from oldphoto.errors import ConfigError
+
+    try:
+        discover_inputs(input_dir)
+    except ConfigError as err:
+        raise UsageError(f"--input_folder {given}: {err.reason}") from None
 
 
 if __name__ == "__main__":

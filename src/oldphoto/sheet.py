@@ -252,7 +252,7 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
 
     target = Path(path)
     if target.exists() and not overwrite:
-        raise ConfigError(target, "exists; not overwritten (use --force / overwrite=True)")
+        raise ConfigError(target, "exists and was left as it is (overwrite=True replaces it)")
     names = [file.name for file in list_inputs(input_dir).images.values()]
     comment = [
         "# oldphoto photo sheet (docs/photo_sheet.md): one row per photo, tab-separated.",

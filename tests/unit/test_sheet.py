@@ -196,9 +196,15 @@ def test_cli_sheet_subcommand_writes_the_starter_sheet(folder, tmp_path, capsys)
     assert cli.main(["sheet", str(folder), "-o", str(target)]) == 0
     assert "3 photo(s)" in capsys.readouterr().out
     assert read(folder, target.read_text(encoding="utf-8"))["a"] == {"with_scratch": "auto"}
+    written = target.read_text(encoding="utf-8")
+    target.write_text("edited by hand", encoding="utf-8")
     assert cli.main(["sheet", str(folder), "-o", str(target)]) == 2
-    assert "--force" in capsys.readouterr().err
+    # one sentence, the hint once, no Python keyword
+    assert capsys.readouterr().err == (f"oldphoto sheet: error: {target} exists and was left as "
+                                       "it is; add --force to replace it\n")
+    assert target.read_text(encoding="utf-8") == "edited by hand"
     assert cli.main(["sheet", str(folder), "-o", str(target), "--force"]) == 0
+    assert target.read_text(encoding="utf-8") == written
     assert cli.main(["sheet", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
 

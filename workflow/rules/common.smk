@@ -299,11 +299,31 @@ def get_finished_report_items(wildcards):
 BACKEND_LABEL = dag.backend_label(BACKEND)
 
 
+# The console (main process only): one line per photo instead of Snakemake's job blocks, no
+# error block for a photo whose reason the summary states, the dry run's opening and skipped
+# files, and a summary that says so when everything is up to date (oldphoto.console).
+if not workflow.remote_exec and not workflow.subprocess_exec:
+    from snakemake.logging import logger as snakemake_logger
+
+    from oldphoto import console
+    from oldphoto import summary as run_summary
+
+    console.RunConsole(
+        INPUTS.images,
+        is_dry_run=lambda: workflow.dryrun,
+        on_nothing_to_do=lambda dry: run_summary.finish_run(
+            config, INPUTS, BACKEND, ok=True, settings=SETTINGS, up_to_date=True, write=not dry
+        ),
+        on_dry_run=lambda: run_summary.announce(config, BACKEND, INPUTS, SETTINGS, banner=False),
+        verbose=console.verbose_output(workflow.output_settings),
+    ).install(snakemake_logger)
+
+
 onstart:
     from oldphoto import summary
 
     dag.write_manifest(MANIFEST, config["input_dir"], FOLDER)
-    summary.announce(config, BACKEND, INPUTS, MODES)
+    summary.announce(config, BACKEND, INPUTS, SETTINGS)
 
 
 onsuccess:
