@@ -185,6 +185,23 @@ def test_gpus_map_to_device_resources_and_visible_devices(tmp_path):
     assert "Shell command" not in proc.stdout + proc.stderr
 
 
+def test_plain_snakemake_keeps_its_bookkeeping_in_its_working_directory(tmp_path):
+    """What the README says about ``.snakemake/``: plain snakemake writes it where it runs (the
+    checkout, when run from there), not into the output folder; oldphoto runs it in the output
+    folder (checked by the run below)."""
+    make_tiny_photos(tmp_path / "in")
+    (tmp_path / "checkout").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+         "--config", f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}",
+         "backend=classical"],
+        cwd=tmp_path / "checkout", capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "checkout" / ".snakemake" / "locks").is_dir()
+    assert not (tmp_path / "out" / ".snakemake").exists()
+
+
 def test_verbose_shows_the_shell_lines(tmp_path):
     make_tiny_photos(tmp_path / "in")
     proc = run_oldphoto("--input_folder", str(tmp_path / "in"), "--output_folder",

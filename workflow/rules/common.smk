@@ -252,8 +252,7 @@ def network_resources(mem_mb):
 from oldphoto import report as report_lib  # noqa: E402
 
 PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
-# Change maps keep more detail than previews: a one-pixel scratch must stay visible.
-CHANGE_MAP_WIDTH = 2 * PREVIEW_WIDTH
+CHANGE_MAP_WIDTH = report_lib.CHANGE_MAP_WIDTH
 
 
 def get_title(wildcards):
@@ -271,10 +270,10 @@ def get_change_map_inputs(wildcards):
 
 def stage4_outputs(ext):
     """The outputs of stage 4 for photos whose final output has extension ``ext``: the final
-    output, the report's views and the provenance sidecar."""
+    output, the report's views and the provenance sidecar.  The report shows the views, not
+    the final output itself (a derivative is often tens of megabytes: README, Report)."""
     return {
-        "final": report(L.final("{image}", ext), caption="../report/final.rst",
-                        category="Restored photos", labels={"photo": "{image}"}),
+        "final": L.final("{image}", ext),
         "before_after": report(L.preview("before-after", "{image}"),
                                caption="../report/preview.rst", category="Gallery",
                                labels={"photo": "{image}"}),
@@ -291,7 +290,7 @@ def stage4_outputs(ext):
 def get_finished_report_items(wildcards):
     """What the report can show: the final output of every photo that has one (files are
     checked when the report's DAG is built).  The report then holds what the jobs behind them
-    flagged with report(): each final output, its views, and the scratch mask's."""
+    flagged with report(): each photo's views and its scratch mask's."""
     return [final_of(image)
             for image in report_lib.finished_photos(INPUTS.images, L.final_dir, FINAL_EXT)]
 
