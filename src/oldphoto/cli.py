@@ -356,15 +356,7 @@ def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: arg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run_main(list(sys.argv[1:] if argv is None else argv))
-    except KeyboardInterrupt:
-        # Ctrl-C outside the workflow run (which ends by itself and lists what did not run)
-        print("oldphoto: interrupted", file=sys.stderr)
-        return 130
-
-
-def run_main(argv: list[str]) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sheet"]:
         return sheet_main(argv[1:])
     extra: list[str] = []

@@ -168,7 +168,7 @@ class RunConsole:
         if event == "error" and getattr(record, "exception", "") == "RuleException":
             match = _JOB_COMMAND.search(message)
             return not (match and match.group(1) in IMAGE_RULES)
-        if _SCHEDULER_CHATTER.fullmatch(message.strip()) or message == NOTHING_TO_BE_DONE:
+        if _SCHEDULER_CHATTER.fullmatch(message.strip()):
             return False
         if ((self.hidden_errors or self.interrupted) and not self.shown_errors
                 and any(text in message for text in _JOB_FAILED)):

@@ -24,10 +24,11 @@ PREVIEW_WIDTH = 1200
 """Default width (px) of a before/after preview: sharp on a laptop screen, ~100-300 KB."""
 
 CHANGE_MAP_WIDTH = PREVIEW_WIDTH
-"""Width (px) of a change map, like the other views the report embeds.  It was twice that:
-for a 2600×3600 scan the map alone then weighed 0.6-1 MB of the report, more than every other
-view of the photo together (``bench/report_size.py``); the numbers behind the map are in the
-photo's sidecar, and its scratch mask at full size in ``stage_1_restore_output/masks/mask``."""
+"""Longer side (px) of a change map, like the other single-photo views the report embeds
+(:func:`fit_within`).  It was twice the preview width, and a width only: for a 2600×3600 scan
+the map alone then weighed 0.6-1 MB of the report, more than every other view of the photo
+together (``bench/report_size.py``); the numbers behind the map are in the photo's sidecar, and
+its scratch mask at full size in ``stage_1_restore_output/masks/mask``."""
 
 FACE_TILE = 192
 """Side (px) of one face in a face strip (aligned faces are 256 or 512 px)."""
@@ -62,6 +63,22 @@ def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
     if width <= max_width:
         return image
     return _resize(image, max_width, round(height * max_width / width))
+
+
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` scaled down (aspect kept) so that neither side exceeds ``max_side``.
+
+    The report's single-photo views (scratch mask, change map) use it: a portrait scan fitted
+    to a width alone comes out 1.4 times taller than wide, which the report's panel shows
+    scrolled and which weighs twice as much.
+    """
+    _check_rgb("image", image)
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    return _resize(image, min(max_side, round(width * scale)),
+                   min(max_side, round(height * scale)))
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, max_width: int = PREVIEW_WIDTH,

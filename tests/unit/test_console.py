@@ -136,7 +136,7 @@ def test_verbose_and_dry_runs_show_everything():
 def test_nothing_to_be_done_and_the_dry_run_plan_call_their_hooks_once():
     run, calls, _ = make_console()
     nothing = record(console.NOTHING_TO_BE_DONE)
-    assert feed(run, [nothing, nothing]) == []  # the summary's line says it instead
+    assert feed(run, [nothing, nothing]) == [console.NOTHING_TO_BE_DONE] * 2
     assert calls == {"nothing": [False], "dry": 0}
     run, calls, _ = make_console(dry=True)
     assert feed(run, [RUN[1], RUN[1]]) == ["Job stats: ...", "Job stats: ..."]
@@ -272,3 +272,18 @@ def test_an_empty_or_imageless_folder_is_an_error_naming_it(tmp_path):
     assert info.value.path == str(tmp_path / "notes")
     assert info.value.reason.startswith("no photo in this folder: 2 entries skipped: index.txt "
                                         "(sidecar/metadata file (.txt)); scan.doc (unknown")
+
+
+def test_the_texts_matched_are_snakemakes():
+    """The few lines recognised by their text are in the installed Snakemake: an upgrade that
+    rewords one shows here, not as a noisier console."""
+    import snakemake
+    from snakemake.common import NOTHING_TO_BE_DONE_MSG
+
+    assert console.NOTHING_TO_BE_DONE == NOTHING_TO_BE_DONE_MSG
+    source = "\n".join(path.read_text(encoding="utf-8")
+                       for path in Path(snakemake.__file__).parent.rglob("*.py"))
+    for text in (console.INTERRUPTED, "Select jobs to execute...", 'f"Execute {len(run)} jobs..."',
+                 *console._JOB_FAILED, 'f"Adding {self.name} ({format_size(self.size)}).")',
+                 "DAG of jobs will be updated after completion."):
+        assert text in source, text

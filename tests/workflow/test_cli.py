@@ -329,3 +329,34 @@ def test_ctrl_c_stops_cleanly_and_lists_what_did_not_run(tmp_path):
     listed = [line for line in lines if line.startswith("oldphoto: NOT RUN ")]
     assert [line.split(" ", 3)[3] for line in listed] == [
         f"{stem} (run the command again)" for stem in not_run[:10]]
+
+
+@pytest.mark.workflow
+def test_backend_banner_once_per_real_run_and_true_to_the_outputs(tmp_path):
+    """backend auto without checkpoints: the run announces the classical fallback once, naming
+    where each photo records it (sidecar, XMP), which the outputs then do; --unlock, --report
+    and a dry run do not announce it."""
+    from conftest import run_snakemake, workflow_config
+
+    make_tiny_photos(tmp_path / "in")
+    (tmp_path / "in" / "face.png").unlink()
+    (tmp_path / "in" / "no face.jpg").unlink()
+    config = workflow_config(tmp_path, backend="auto", output_format="tif")
+    banner = "backend 'auto' -> CLASSICAL for the global networks"
+    proc = run_snakemake(tmp_path / "work", config)
+    assert proc.stderr.count(banner) == 1
+    line = next(line for line in proc.stderr.splitlines() if banner in line)
+    assert "provenance sidecar (provenance/<photo>.json" in line and "XMP" in line
+    assert "PNG metadata" not in line
+    out = tmp_path / "out"
+    sidecar = json.loads((out / "provenance" / "scratched.json").read_text())
+    assert sidecar["backend"] == "classical"
+    assert sidecar["digital_source_type"].endswith("/algorithmicallyEnhanced")
+    # the TIFF's XMP, read back by exiftool (which wrote it: carry_metadata needs it)
+    xmp = subprocess.run(["exiftool", "-s3", "-XMP-iptcExt:DigitalSourceType",
+                          str(out / "final_output" / "scratched.tif")],
+                         capture_output=True, text=True, timeout=60)
+    assert xmp.returncode == 0 and xmp.stdout.strip().endswith("/algorithmicallyEnhanced")
+    for args in (("--unlock",), ("--report", str(tmp_path / "r.html"), "gallery"), ("-n",)):
+        proc = run_snakemake(tmp_path / "work", config, *args)
+        assert banner not in proc.stderr, args

@@ -99,6 +99,14 @@ def test_fit_width_and_jpeg_round_trip(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "p.jpg"]  # no temp file left
 
 
+def test_fit_within_bounds_the_longer_side():
+    portrait, landscape = solid(400, 100, 7), solid(50, 300, 9)
+    assert report.fit_within(portrait, 200).shape == (200, 50, 3)
+    assert report.fit_within(landscape, 150).shape == (25, 150, 3)
+    assert report.fit_within(portrait, 400) is portrait
+    assert (report.fit_within(portrait, 200) == 7).all()
+
+
 def test_rst_text_escapes_markup_and_flattens_lines():
     assert report.rst_text("bad image: a_b *x*\n`y`") == r"bad image\: a\_b \*x\* \`y\`"
     assert report.rst_text("tab\there\x00") == "tab here"
