@@ -117,7 +117,7 @@ def main() -> None:
     rows = [f"### {label}: the samples at {args.scale:g}× their size", "",
             "| photos | mean photo | report | report / photos | added per photo | views "
             "embedded per photo, by category (files) | landing-page thumbnails | the rest "
-            "(Snakemake's page, summary) | final outputs per photo (not embedded) |",
+            "(Snakemake's page, summary) | final outputs per photo (the files) |",
             "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     previous = None
     try:

@@ -34,17 +34,17 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
+FINAL_RULES = frozenset({"blend_faces", "blend_faces_tif", "blend_faces_jpg"})
+"""The last job of every photo: stage 4, one rule per extension of the final output
+(``workflow/rules/stage4.smk``)."""
+
 IMAGE_RULES = frozenset({"detect_scratches", "triage_scratches", "restore_global",
-                         "detect_faces", "detect_and_enhance_faces", "enhance_face",
-                         "blend_faces"})
+                         "detect_faces", "detect_and_enhance_faces", "enhance_face"}) | FINAL_RULES
 """The per-photo rules: a failure of one of them is the photo's, and the run summary names it
 with its reason (or, for a job killed without one, says so)."""
 
 QUIET_ENV = "OLDPHOTO_CONSOLE"
 """``quiet``: a job does not repeat its ``FAILED`` line on stderr (:mod:`oldphoto.job`)."""
-
-FINAL_RULE = "blend_faces"
-"""The last job of every photo."""
 
 INTERRUPTED = "Terminating processes on user request"
 """The start of Snakemake's line on Ctrl-C (SIGINT): the jobs it stops then end in errors."""
@@ -125,13 +125,13 @@ class RunConsole:
                                                        wildcards.get("image"))
         elif event == "run_info" and self.to_finish is None:
             stats = getattr(record, "stats", None) or {}
-            self.to_finish = int(stats.get(FINAL_RULE, 0))
+            self.to_finish = sum(int(stats.get(rule, 0)) for rule in FINAL_RULES)
             if self.is_dry_run() and not self._planned:
                 self._planned = True
                 self.on_dry_run()
         elif event == "job_finished":
             rule, photo = self.jobs.pop(getattr(record, "job_id", -1), ("", None))
-            if rule == FINAL_RULE and photo is not None and self._shows_progress():
+            if rule in FINAL_RULES and photo is not None and self._shows_progress():
                 self._progress(photo, "restored")
         elif event == "job_error":
             rule = getattr(record, "rule_name", "")

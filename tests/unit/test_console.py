@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import REPO
 from oldphoto import console, dag, summary
 from oldphoto.inputs import InputSet
 
@@ -84,6 +85,20 @@ def test_quiet_console_shows_one_line_per_photo_and_no_error_blocks_of_photos():
         "oldphoto: [2/3] a.png restored",
     ]
     assert calls == {"nothing": [], "dry": 0}
+
+
+def test_every_final_rule_counts_whatever_the_output_format():
+    run, _, stream = make_console()
+    feed(run, [record("Job stats: ...", event="run_info",
+                      stats={"blend_faces": 1, "blend_faces_tif": 1, "blend_faces_jpg": 1}),
+               job_info(1, "blend_faces_tif", "a"), job_info(2, "blend_faces_jpg", "b"),
+               record("x", event="job_finished", job_id=2),
+               record("x", event="job_finished", job_id=1)])
+    assert stream.getvalue().splitlines() == ["oldphoto: [1/3] b b.jpg restored",
+                                              "oldphoto: [2/3] a.png restored"]
+    stage4 = (REPO / "workflow" / "rules" / "stage4.smk").read_text().splitlines()
+    assert console.FINAL_RULES == {"blend_faces", *(
+        line.split()[4] for line in stage4 if line.startswith("use rule blend_faces as "))}
 
 
 def test_a_failure_of_another_rule_keeps_snakemakes_report():
