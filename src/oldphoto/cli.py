@@ -108,8 +108,11 @@ OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
       [--resources gpu=<number of GPUs>] [EXTRA]
   oldphoto sheet INPUT_DIR [-o PATH] [--force]  writes a starter photo sheet (per-photo
                settings, --photo-sheet; see oldphoto sheet --help)
-Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
-Run it again to finish an interrupted run or add photos: only missing work is done.
+Anything after -- goes to snakemake unchanged (e.g. -- --forceall).
+Run it again to finish an interrupted run or add photos: only missing work is done; with nothing
+left to do it says so and exits 0.
+The console shows one line per photo and one summary (every failure with its reason); --verbose
+shows every job and its shell line, and OUTPUT_FOLDER/.snakemake/log/ keeps everything.
 
   --GPU -1     config device=cpu, gpu_per_job=0
   --GPU 0,1    config device=cuda; --resources gpu=2; CUDA_VISIBLE_DEVICES=0,1 (each network
@@ -118,8 +121,9 @@ Run it again to finish an interrupted run or add photos: only missing work is do
   --checkpoint_name  the face model, fixed by --HR: Setting_9_epoch_100, or FaceSR_512 with --HR
                (no config key; anything else is an error)
 
-Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
-the others are finished), 2 for a command line or configuration error.
+Exit status: 0 when every photo was restored, 1 when any failed or did not run (each is named
+with its reason; the others are finished), 2 for a command line or configuration error (an
+input folder without photos is one).
 """
 
 
