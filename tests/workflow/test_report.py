@@ -640,7 +640,7 @@ def test_report_of_many_photos_renders_in_a_real_browser(many_photos_report, tmp
     assert f"The first 9 of {MANY} photos by name" in words
     # the header says what is true: every photo (the corrupt one too) was set to quality
     assert f"Photos per restoration path: {MANY + 1} quality." in words
-    assert "mode)" not in words
+    assert "(quality mode" not in words and "(scratch mode" not in words
     ARTIFACTS.mkdir(exist_ok=True)
     run_chromium(page, tmp_path / "profile", "--window-size=1280,800", "--hide-scrollbars",
                  f"--screenshot={ARTIFACTS / 'report-many-landing.png'}")
