@@ -78,17 +78,21 @@ class RunConsole:
             target up to date.
         on_dry_run: called once when a dry run starts listing its plan.
         verbose: show everything Snakemake prints (``--printshellcmds``, ``--verbose``).
+        progress: print the per-photo lines (not with ``--quiet progress`` or ``--quiet all``:
+            :func:`progress_wanted`).
         stream: where the per-photo lines go (Snakemake's console is stderr).
     """
 
     def __init__(self, photos: Mapping[str, str | Path], *, is_dry_run: Callable[[], bool],
                  on_nothing_to_do: Callable[[bool], None], on_dry_run: Callable[[], None],
-                 verbose: bool = False, stream: TextIO | None = None) -> None:
+                 verbose: bool = False, progress: bool = True,
+                 stream: TextIO | None = None) -> None:
         self.photos = photos
         self.is_dry_run = is_dry_run
         self.on_nothing_to_do = on_nothing_to_do
         self.on_dry_run = on_dry_run
         self.verbose = verbose
+        self.progress = progress
         self.stream = stream
         self.jobs: dict[int, tuple[str, str | None]] = {}  # jobid -> (rule, photo)
         self.to_finish: int | None = None  # photos whose last job is in this run's DAG
@@ -114,7 +118,7 @@ class RunConsole:
 
     def _shows_progress(self) -> bool:
         """One line per photo, instead of Snakemake's job blocks (not when those are shown)."""
-        return not (self.verbose or self.is_dry_run())
+        return self.progress and not (self.verbose or self.is_dry_run())
 
     def observe(self, record: logging.LogRecord) -> bool:
         """Logger-level filter: notes jobs and outcomes, runs the hooks; never drops a record."""
@@ -189,6 +193,13 @@ class RunConsole:
                 handler.addFilter(self.quiet)
         if not self.verbose:
             os.environ[QUIET_ENV] = "quiet"
+
+
+def progress_wanted(output_settings: Any) -> bool:
+    """Whether Snakemake's progress is wanted: not with ``--quiet progress`` or ``--quiet all``."""
+    quiet = {str(getattr(q, "name", q)).upper() for q in getattr(output_settings, "quiet", None)
+             or ()}
+    return not quiet & {"PROGRESS", "ALL"}
 
 
 def verbose_output(output_settings: Any) -> bool:

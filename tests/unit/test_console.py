@@ -148,6 +148,19 @@ def test_verbose_and_dry_runs_show_everything():
     assert not console.verbose_output(SimpleNamespace(printshellcmds=False, verbose=False))
 
 
+def test_quiet_progress_drops_the_per_photo_lines():
+    from snakemake.settings.enums import Quietness
+
+    assert console.progress_wanted(SimpleNamespace(quiet=None))
+    assert console.progress_wanted(SimpleNamespace(quiet={Quietness.RULES}))
+    assert not console.progress_wanted(SimpleNamespace(quiet={Quietness.PROGRESS}))
+    assert not console.progress_wanted(SimpleNamespace(quiet={Quietness.ALL}))
+    run, _, stream = make_console()
+    run.progress = False
+    feed(run, RUN)
+    assert stream.getvalue() == ""
+
+
 def test_nothing_to_be_done_and_the_dry_run_plan_call_their_hooks_once():
     run, calls, _ = make_console()
     nothing = record(console.NOTHING_TO_BE_DONE)

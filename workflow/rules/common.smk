@@ -315,6 +315,7 @@ if not workflow.remote_exec and not workflow.subprocess_exec:
         ),
         on_dry_run=lambda: run_summary.announce(config, BACKEND, INPUTS, SETTINGS, banner=False),
         verbose=console.verbose_output(workflow.output_settings),
+        progress=console.progress_wanted(workflow.output_settings),
     ).install(snakemake_logger)
 
 
