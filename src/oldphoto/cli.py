@@ -31,8 +31,9 @@ from oldphoto.errors import OldPhotoError
 
 FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
-EXT_FORMATS = {"auto": "same", "png": "png", "jpg": "jpeg", "tiff": "tiff"}
-"""``--ext`` (GFPGAN's spelling) -> config ``output_format``."""
+EXT_CHOICES = ("png", "tiff", "tif", "jpeg", "jpg", "same", "auto")
+"""``--ext``: the ``output_format`` spellings of config and sheet, and GFPGAN's ``auto`` for
+``same`` (:mod:`oldphoto.spellings`); written to the config as the canonical value."""
 REPORT_TARGET = "gallery"
 EXIT_FOLDER_IN_USE = 3
 """Exit status when another run holds the output folder (or its lock's owner is unknown)."""
@@ -116,8 +117,11 @@ OUTPUT_FOLDER/oldphoto_config.yaml and the workflow runs with
                settings, --photo-sheet; see oldphoto sheet --help)
   oldphoto review OUTPUT_DIR  review the restorations in the browser: accept, reject, rerun
                with other settings, keep the record (see oldphoto review --help)
-Anything after -- goes to snakemake unchanged (e.g. -- --forceall, -- --printshellcmds).
-Run it again to finish an interrupted run or add photos: only missing work is done.
+Anything after -- goes to snakemake unchanged (e.g. -- --forceall).
+Run it again to finish an interrupted run or add photos: only missing work is done; with nothing
+left to do it says so and exits 0.
+The console shows one line per photo and one summary (every failure with its reason); --verbose
+shows every job and its shell line, and OUTPUT_FOLDER/.snakemake/log/ keeps everything.
 
   --GPU -1     config device=cpu, gpu_per_job=0
   --GPU 0,1    config device=cuda; --resources gpu=2; CUDA_VISIBLE_DEVICES=0,1 (each network
@@ -126,12 +130,13 @@ Run it again to finish an interrupted run or add photos: only missing work is do
   --checkpoint_name  the face model, fixed by --HR: Setting_9_epoch_100, or FaceSR_512 with --HR
                (no config key; anything else is an error)
 
-Exit status: 0 when every photo was restored, 1 when any failed (each is named with its reason;
-the others are finished), 2 for a command line or configuration error or when a library,
-program or model file the run needs is missing (named with how to get it; nothing is run), 3
-when the output folder is locked by a run that is alive or cannot be checked from here (nothing
-was done; the message names its owner). A lock left by a dead run of this machine is removed by itself; --unlock
-removes any lock, for when no run is alive anywhere (docs/resume.md).
+Exit status: 0 when every photo was restored, 1 when any failed or did not run (each is named
+with its reason; the others are finished), 2 for a command line or configuration error (an
+input folder without photos is one) or when a library, program or model file the run needs is
+missing (named with how to get it; nothing is run), 3 when the output folder is locked by a run
+that is alive or cannot be checked from here (nothing was done; the message names its owner). A
+lock left by a dead run of this machine is removed by itself; --unlock removes any lock, for
+when no run is alive anywhere (docs/resume.md).
 """
 
 
@@ -183,15 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time limit of each array task (default: %(default)s)")
     parser.add_argument("--sbatch", default="", metavar="ARGS",
                         help="further sbatch arguments, e.g. \"-p gpu -A lab\"")
-    parser.add_argument("--ext", choices=tuple(EXT_FORMATS), default=None,
-                        help="format of final_output as GFPGAN spells it: auto (each photo in "
-                             "its input's format), png, jpg or tiff (config: output_format; "
-                             "default: png)")
+    parser.add_argument("--ext", type=str.lower, choices=EXT_CHOICES, default=None,
+                        help="format of final_output: png, tiff (tif), jpeg (jpg), or same "
+                             "(each photo in its input's format; GFPGAN's auto is the same); "
+                             "any case (config: output_format; default: png)")
     parser.add_argument("--cores", default="all", metavar="N",
                         help="CPU cores for Snakemake's jobs (snakemake --cores; default: "
                              "%(default)s)")
     parser.add_argument("--dry-run", "-n", action="store_true", dest="dry_run",
-                        help="show the jobs that would run, run nothing (snakemake --dry-run)")
+                        help="show the jobs that would run and the files skipped, run nothing "
+                             "(snakemake --dry-run)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show every job and its shell command as Snakemake prints them "
+                             "(snakemake --printshellcmds); by default one line per photo")
     parser.add_argument("--photo-sheet", default=None, metavar="TSV", dest="photo_sheet",
                         help="per-photo settings (docs/photo_sheet.md; config: photo_sheet); "
                              "write a starter one with: %(prog)s sheet INPUT_FOLDER")
@@ -232,7 +241,9 @@ def settings(args: argparse.Namespace, root: Path) -> dict:
                              f"oldphoto sheet {args.input_folder})")
         config["photo_sheet"] = str(photo_sheet)
     if args.ext is not None:
-        config["output_format"] = EXT_FORMATS[args.ext]
+        from oldphoto.spellings import ext_option
+
+        config["output_format"] = ext_option(args.ext)
     if gpus == []:
         config.update(device="cpu", gpu_per_job=0)
     elif gpus:
@@ -251,6 +262,8 @@ def snakemake_command(root: Path, out: Path, config_file: Path, args: argparse.N
         command += ["--resources", f"gpu={len(gpus)}"]
     if args.dry_run:
         command.append("--dry-run")
+    if args.verbose:
+        command.append("--printshellcmds")
     return command + list(extra)
 
 
@@ -318,11 +331,14 @@ def sheet_main(argv: Sequence[str]) -> int:
         print(f"oldphoto sheet: error: {args.input_dir}: not a folder", file=sys.stderr)
         return 2
     target = Path(args.output).expanduser()
+    if target.exists() and not args.force:
+        print(f"oldphoto sheet: error: {target} exists and was left as it is; add --force to "
+              "replace it", file=sys.stderr)
+        return 2
     try:
         names = write_starter_sheet(input_dir, target, overwrite=args.force)
     except ConfigError as err:
-        hint = "; add --force to replace it" if target.exists() and not args.force else ""
-        print(f"oldphoto sheet: error: {err}{hint}", file=sys.stderr)
+        print(f"oldphoto sheet: error: {err.path}: {err.reason}", file=sys.stderr)
         return 2
     print(f"oldphoto sheet: {target}: {len(names)} photo(s), with_scratch=auto; edit it, then "
           f"run oldphoto --input_folder {shlex.quote(str(input_dir))} --photo-sheet "
@@ -410,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = workflow_root()
         config = settings(args, root)
         gpus = parse_gpus(args.GPU)
+        check_photos(config["input_dir"], args.input_folder)
         preflight(root, config, args, extra)
     except UsageError as err:
         print(f"oldphoto: error: {err}", file=sys.stderr)
@@ -486,8 +503,6 @@ def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
     """The run, once its output folder is this process's (``ownership``; None for a dry run)."""
     import yaml
 
-    from oldphoto.summary import summary_line
-
     config_file = out / CONFIG_NAME
     config_file.write_text(
         "# Written by the oldphoto command; rerun with the snakemake command it printed.\n"
@@ -506,37 +521,46 @@ def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
     if args.dry_run:
         return code
 
+    # The workflow printed the end of the run once (oldphoto.summary.finish_run: counts, every
+    # failure with its reason, what did not run; or "nothing to do: all N photos are up to
+    # date"); this command adds only the report.
     summary = read_summary(out, started)
-    final = out / "final_output"
     if summary is None:
-        print(f"oldphoto: the workflow stopped before running (exit {code}); see the messages "
-              "above", file=sys.stderr)
-        return code or 1
-    print(summary_line(summary))
-    for stem, entry in summary["photos"].items():
-        if entry.get("status") == "failed":
-            for reason in entry.get("reasons") or ["see its log under logs/"]:
-                print(f"oldphoto: FAILED {entry.get('input', stem)}: {reason}")
-        elif entry.get("status") == "not run":
-            print(f"oldphoto: NOT RUN {entry.get('input', stem)} (run the command again)")
-    print(f"oldphoto: results in {final}")
+        if code:
+            print(f"oldphoto: the workflow stopped before running (exit {code}); see the "
+                  "messages above", file=sys.stderr)
+        return code
 
     report = out / "report.html"
     if args.report is not None:
         report = Path(args.report).expanduser().resolve() if args.report else report
         built = run_to_the_end(report_command(root, out, config_file, report), env)
         if built == 0:
-            print(f"oldphoto: report in {report}")
+            print(f"oldphoto: report in {report}", file=sys.stderr)
         else:
-            print(f"oldphoto: building the report failed (exit {built})")
+            print(f"oldphoto: building the report failed (exit {built}); see the messages "
+                  "above", file=sys.stderr)
             code = code or built
     else:
-        print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)))
+        print("oldphoto: report: " + shlex.join(report_command(root, out, config_file, report)),
+              file=sys.stderr)
 
     failed = summary["counts"].get("failed", 0) + summary["counts"].get("not_run", 0)
     if failed and code == 0:
         code = 1
     return code
+
+
+def check_photos(input_dir: str, given: str) -> None:
+    """The input folder holds at least one photo (else a UsageError naming the folder and what
+    was skipped there), before any output folder is made."""
+    from oldphoto.dag import discover_inputs
+    from oldphoto.errors import ConfigError
+
+    try:
+        discover_inputs(input_dir)
+    except ConfigError as err:
+        raise UsageError(f"--input_folder {given}: {err.reason}") from None
 
 
 if __name__ == "__main__":

@@ -37,19 +37,18 @@ SCHEDULING_ENV = {
 # Configuration
 
 
-_TRUTH = {"true": True, "yes": True, "on": True, "1": True,
-          "false": False, "no": False, "off": False, "0": False}
-
-
 def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
     """Turn command-line strings such as ``with_scratch=true`` into booleans, in place.
 
     Snakemake's ``--config key=value`` parses only Python literals (``True``), so the spelling
-    users type (``true``, ``yes``) would fail the schema.  Only keys the schema declares boolean
-    (possibly among other types) are touched, and only recognised spellings; anything else is
+    users type would fail the schema.  Only keys the schema declares boolean (possibly among
+    other types) are touched, and only the spellings of :mod:`oldphoto.spellings`
+    (``yes|no|true|false``, any case; ``auto`` too where the key takes it); anything else is
     left for the schema to reject.
     """
     import yaml
+
+    from oldphoto.spellings import BOOLEAN_WORDS
 
     with open(Path(basedir) / schema_path, encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
@@ -58,8 +57,28 @@ def coerce_booleans(config: dict, schema_path: str, basedir: str | Path = ".") -
         types = spec.get("type")
         types = types if isinstance(types, list) else [types]
         if "boolean" in types and isinstance(value, str):
-            if value.strip().lower() in _TRUTH:
-                config[key] = _TRUTH[value.strip().lower()]
+            word = value.strip().lower()
+            if word in BOOLEAN_WORDS:
+                config[key] = BOOLEAN_WORDS[word]
+            elif word in [v for v in spec.get("enum", []) if isinstance(v, str)]:
+                config[key] = word  # with_scratch: Auto -> auto
+
+
+def coerce_spellings(config: dict, schema_path: str, basedir: str | Path = ".") -> None:
+    """Every spelling of :mod:`oldphoto.spellings` turned into its canonical value, in place,
+    before the config is validated: booleans (:func:`coerce_booleans`) and ``output_format``
+    (``tif`` -> ``tiff``, ``JPG`` -> ``jpeg``).  A run given ``tif`` and one given ``tiff`` then
+    have the same config, hence the same params: no job reruns for a spelling.  Values that are
+    no spelling are left for the schema to reject (its message lists the accepted ones).
+    """
+    from oldphoto.spellings import output_format
+
+    coerce_booleans(config, schema_path, basedir)
+    if isinstance(config.get("output_format"), str):
+        try:
+            config["output_format"] = output_format(config["output_format"])
+        except ValueError:
+            pass
 
 
 def run_mode(config: Mapping[str, Any]) -> Mode:
@@ -171,14 +190,28 @@ def job_arguments(inputs: Any, outputs: Any) -> str:
 def discover_inputs(input_dir: str | Path):
     """The photos of a run (stem -> file), with the entries skipped and why.
 
-    Raises ConfigError when the folder is missing or two photos would share an output name.
+    Raises ConfigError when the folder is missing, holds no photo (:func:`no_photos_reason`)
+    or two photos would share an output name.
     """
     from oldphoto.inputs import list_inputs
 
     folder = Path(input_dir)
     if not folder.is_dir():
         raise ConfigError(folder, "input_dir is not a folder")
-    return list_inputs(folder)
+    inputs = list_inputs(folder)
+    if not inputs.images:
+        raise ConfigError(folder, no_photos_reason(inputs.skipped))
+    return inputs
+
+
+def no_photos_reason(skipped: list[tuple[Path, str]], shown: int = 5) -> str:
+    """Why a folder gives no photo: it is empty, or what was skipped there and why."""
+    if not skipped:
+        return "no photo in this folder: it is empty (a mistyped path?)"
+    listed = "; ".join(f"{Path(path).name} ({reason})" for path, reason in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    entries = "entry" if len(skipped) == 1 else "entries"
+    return f"no photo in this folder: {len(skipped)} {entries} skipped: {listed}{more}"
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -333,13 +366,28 @@ def needed_networks(modes: Iterable[Mode], group: str) -> list[str]:
     return names
 
 
-def resolve_backend(config: Mapping[str, Any], modes: Iterable[Mode] | None = None) -> dict[str, str]:
+class BackendChoice(dict):
+    """The backend of each checkpoint group, ``{"global": ..., "face": ...}`` (a plain dict for
+    every other use), with ``notes``: the announcement of each group that ``backend: auto`` sent
+    to the classical backend, which the run prints once at its start
+    (:func:`oldphoto.summary.announce`) — not on every reading of the Snakefile (``--unlock``,
+    ``--report``, a dry run, a cluster job)."""
+
+    def __init__(self, chosen: Mapping[str, str], notes: Iterable[str] = ()) -> None:
+        super().__init__(chosen)
+        self.notes: list[str] = list(notes)
+
+
+def resolve_backend(config: Mapping[str, Any],
+                    modes: Iterable[Mode] | None = None) -> BackendChoice:
     """The backend of each checkpoint group: ``{"global": ..., "face": ...}``.
 
     ``classical`` everywhere, or ``pretrained`` everywhere (missing checkpoints stop the run
     before any work with a message naming every missing file, unless ``allow_download`` lets the
     download rule fetch them).  ``auto`` decides per group: the official global checkpoints and
-    the official face checkpoints come in separate zips, and each group that is complete is used.
+    the official face checkpoints come in separate zips, and each group that is complete is used;
+    a group that falls back to classical gets a note saying why and where the outputs record it.
+    Prints nothing.
     """
     from oldphoto.checkpoints import missing_checkpoints, missing_message
 
@@ -347,7 +395,7 @@ def resolve_backend(config: Mapping[str, Any], modes: Iterable[Mode] | None = No
     wanted = config["backend"]
     groups = ("global", "face")
     if wanted == "classical":
-        return dict.fromkeys(groups, "classical")
+        return BackendChoice(dict.fromkeys(groups, "classical"))
     missing = {
         g: missing_checkpoints(config["checkpoints_dir"], needed_networks(modes, g))
         for g in groups
@@ -358,19 +406,19 @@ def resolve_backend(config: Mapping[str, Any], modes: Iterable[Mode] | None = No
             raise CheckpointError(
                 config["checkpoints_dir"], missing_message(config["checkpoints_dir"], absent)
             )
-        return dict.fromkeys(groups, "pretrained")
+        return BackendChoice(dict.fromkeys(groups, "pretrained"))
     chosen = {g: ("classical" if missing[g] else "pretrained") for g in groups}
-    for group, files in missing.items():
-        if files:
-            print(
-                f"*** oldphoto: backend 'auto' -> CLASSICAL for the {group} networks: "
-                f"{len(files)} official checkpoint(s) missing from {config['checkpoints_dir']} "
-                f"(e.g. {files[0]}). These results come from the classical OpenCV/numpy "
-                "backend, not the official networks; every output records this in its PNG "
-                "metadata (oldphoto:backend). ***",
-                file=sys.stderr,
-            )
-    return chosen
+    notes = [
+        f"*** oldphoto: backend 'auto' -> CLASSICAL for the {group} networks: {len(files)} "
+        f"official checkpoint(s) missing from {config['checkpoints_dir']} (e.g. {files[0]}). "
+        "These results come from the classical OpenCV/numpy backend, not the official "
+        "networks; each photo records this in its provenance sidecar (provenance/<photo>.json: "
+        "backend, digital source type) and, unless carry_metadata is false, in its final "
+        "output's XMP (Iptc4xmpExt:DigitalSourceType algorithmicallyEnhanced, xmpMM:History); "
+        "run_summary.json names the backend of each group. ***"
+        for group, files in missing.items() if files
+    ]
+    return BackendChoice(chosen, notes)
 
 
 def backend_label(backend: Mapping[str, str]) -> str:

@@ -5,7 +5,9 @@ is imported here).  It turns its arguments into a job request (:mod:`oldphoto.jo
 to a warm worker process of this run (:mod:`oldphoto.worker`), which keeps networks and dlib's
 models loaded between jobs, or runs it in this process when workers are off
 (``OLDPHOTO_WORKERS=0``, config ``workers: false``).  It exits 0, or 1 after printing the job's
-one-line failure reason.
+one-line failure reason (for a photo's job not with the quiet console, ``OLDPHOTO_CONSOLE=quiet``:
+the run summary names the photo with the reason, :mod:`oldphoto.console`); on Ctrl-C it exits 130
+without a traceback.
 
 Arguments (``job_shell`` in ``workflow/rules/common.smk`` writes the first line; the rule's params
 entry ``job``, :func:`oldphoto.dag.job_params`, the rest)::
@@ -121,13 +123,23 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(line + "\n")
         outcome = {"ok": False, "message": line}
     if not outcome.get("ok"):
-        print(outcome.get("message", "FAILED"), file=sys.stderr)
+        # A photo's failure is named with its reason in the run summary (oldphoto.console); any
+        # other job's (a checkpoint download or conversion) is said here.
+        from oldphoto.console import IMAGE_RULES  # standard library only
+
+        if os.environ.get("OLDPHOTO_CONSOLE") != "quiet" or request.get("rule") not in IMAGE_RULES:
+            print(outcome.get("message", "FAILED"), file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        # Ctrl-C reaches every process of the terminal's group: Snakemake stops the run and its
+        # summary lists what did not run; the job itself ends without a traceback.
+        code = 130
     sys.stdout.flush()
     sys.stderr.flush()
     # In-process jobs end here without tearing down an interpreter that holds torch (~1 s).

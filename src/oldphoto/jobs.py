@@ -12,8 +12,8 @@ job's log as one line::
 
     FAILED <rule> <image> :: <kind>: <file>: <reason>
 
-which the client repeats on stderr before exiting 1, so Snakemake (``--keep-going``) finishes
-every other photo and the run summary lists the reason.  Networks and dlib's models are cached
+which the client repeats on stderr (unless the console is quiet) before exiting 1, so Snakemake
+(``--keep-going``) finishes every other photo and the run summary lists the reason.  Networks and dlib's models are cached
 in :data:`SESSION` for the life of the process, so a warm worker loads each once.
 """
 

@@ -21,13 +21,24 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 PREVIEW_WIDTH = 1200
-"""Default width (px) of a before/after preview: sharp on a laptop screen, ~100-200 KB."""
+"""Default width (px) of a before/after preview: sharp on a laptop screen, ~100-300 KB."""
+
+CHANGE_MAP_WIDTH = PREVIEW_WIDTH
+"""Longer side (px) of a change map, like the other single-photo views the report embeds
+(:func:`fit_within`).  It was twice the preview width, and a width only: for a 2600×3600 scan
+the map alone then weighed 0.6-1 MB of the report, more than every other view of the photo
+together (``bench/report_size.py``); the numbers behind the map are in the photo's sidecar, and
+its scratch mask at full size in ``stage_1_restore_output/masks/mask``."""
 
 FACE_TILE = 192
 """Side (px) of one face in a face strip (aligned faces are 256 or 512 px)."""
 
-THUMBNAIL_WIDTH = 480
-"""Width (px) of the report's landing-page thumbnails (embedded, ~10-30 KB each)."""
+THUMBNAIL_WIDTH = 360
+"""Width (px) of the report's landing-page thumbnails: they are shown at most 8rem (128 CSS px)
+high, so a before/after pair is about 180 CSS px wide, 360 device px on a 2x screen."""
+
+THUMBNAIL_QUALITY = 80
+"""JPEG quality of the landing-page thumbnails (embedded in the page, at most nine)."""
 
 WHITE = 255
 
@@ -52,6 +63,22 @@ def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
     if width <= max_width:
         return image
     return _resize(image, max_width, round(height * max_width / width))
+
+
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` scaled down (aspect kept) so that neither side exceeds ``max_side``.
+
+    The report's single-photo views (scratch mask, change map) use it: a portrait scan fitted
+    to a width alone comes out 1.4 times taller than wide, which the report's panel shows
+    scrolled and which weighs twice as much.
+    """
+    _check_rgb("image", image)
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    return _resize(image, min(max_side, round(width * scale)),
+                   min(max_side, round(height * scale)))
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, max_width: int = PREVIEW_WIDTH,
@@ -152,7 +179,8 @@ def thumbnail_data_uri(path: str | Path, max_width: int = THUMBNAIL_WIDTH) -> st
 
     with Image.open(path) as im:
         rgb = np.asarray(im.convert("RGB"))
-    payload = base64.b64encode(encode_jpeg(fit_width(rgb, max_width))).decode("ascii")
+    payload = base64.b64encode(encode_jpeg(fit_width(rgb, max_width),
+                                           THUMBNAIL_QUALITY)).decode("ascii")
     return f"data:image/jpeg;base64,{payload}"
 
 
@@ -207,6 +235,29 @@ def register_thumbnail_directive(max_width: int = THUMBNAIL_WIDTH) -> None:
             return [nodes.raw("", grid, format="html")]
 
     directives.register_directive("oldphoto-thumbnails", Thumbnails)
+
+
+def halt_on_rst_errors(config_file: str | Path) -> None:
+    """Make an error in the report's reStructuredText stop ``snakemake --report`` (idempotent).
+
+    Snakemake renders every caption and the landing page with docutils' defaults, which turn
+    markup errors into "System Message: ERROR/3" boxes in the page and a line on the console,
+    then print "Report created."  docutils reads its settings from the config files named in
+    ``DOCUTILSCONFIG`` (default: ``/etc/docutils.conf``, ``./docutils.conf``, ``~/.docutils``);
+    this adds ``config_file`` (``workflow/report/docutils.conf``: ``halt_level: 3``) after them,
+    so a user's own settings still apply and an error raises instead: the report command fails
+    and names the line.  Warnings (level 2) are still shown, not fatal: Snakemake's own link
+    targets warn for a file name that starts with ``_``.
+    """
+    import os
+
+    from docutils.frontend import OptionParser
+
+    current = os.environ.get("DOCUTILSCONFIG")
+    files = (current.split(os.pathsep) if current is not None
+             else list(OptionParser.standard_config_files))
+    if str(config_file) not in files:
+        os.environ["DOCUTILSCONFIG"] = os.pathsep.join(files + [str(config_file)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,12 +478,44 @@ def settings_rows(summary: Mapping[str, Any] | None) -> list[dict[str, str]]:
     return rows
 
 
+MODE_ORDER = ("quality", "quality+hr", "scratch", "scratch+hr")
+
+
+def modes_sentence(summary: Mapping[str, Any] | None) -> str:
+    """The paths the photos took, counted, as rst text: ``9 quality, 3 scratch (2 of them
+    chosen by the scratch triage)``; photos set to ``auto`` whose triage has not decided (they
+    failed before it) are counted apart, not given a path."""
+    counts: dict[str, int] = {}
+    by_triage = undecided = 0
+    for entry in ((summary or {}).get("photos") or {}).values():
+        settings = entry.get("settings") if isinstance(entry.get("settings"), Mapping) else {}
+        if settings.get("with_scratch") == "auto":
+            triage = entry.get("triage")
+            if not isinstance(triage, Mapping) or "with_scratch" not in triage:
+                undecided += 1
+                continue
+            by_triage += 1
+        mode = entry.get("mode")
+        if mode:
+            counts[str(mode)] = counts.get(str(mode), 0) + 1
+    order = list(MODE_ORDER) + sorted(set(counts) - set(MODE_ORDER))
+    parts = [f"{counts[mode]} {mode}" for mode in order if counts.get(mode)]
+    text = ", ".join(parts) or "none recorded"
+    if by_triage:
+        text += f" ({by_triage} of them chosen by the scratch triage, with_scratch: auto)"
+    if undecided:
+        text += f"; {undecided} set to auto and not decided (the photo failed before the triage)"
+    return rst_text(text)
+
+
 def report_tables(summary_path: str | Path, benchmark_dir: str | Path) -> dict[str, Any]:
-    """Everything the run-summary caption shows, computed when the report is built."""
+    """Everything the run-summary caption and the landing page show, computed when the report
+    is built."""
     summary = load_summary(summary_path)
     counts = (summary or {}).get("counts", {})
     return {
         "found": summary is not None,
+        "modes": modes_sentence(summary),
         "backend": rst_text((summary or {}).get("backend", "unknown")),
         "finished": rst_text((summary or {}).get("finished", "unknown")),
         "counts": {key: int(value) for key, value in counts.items()},

@@ -15,8 +15,10 @@ photo's settings::
 * An empty cell means the run's setting (the config key of the same name); photos without a row
   take the run's settings everywhere.  Precedence, per setting: the photo's cell, then the run's
   config, then :data:`DEFAULTS` (:func:`effective_settings`).
-* Values: ``yes``/``no`` (``with_scratch`` also ``auto``), ``face_upsample`` 0/1/2, ``max_faces``
-  an integer ≥ 0, ``jpeg_quality`` an integer 1-100, the others as listed in
+* Values: booleans ``yes``/``no``/``true``/``false`` (``with_scratch`` also ``auto``),
+  ``output_format`` ``png``/``tiff``/``tif``/``jpeg``/``jpg``/``same`` — the spellings the config
+  and the ``oldphoto`` command accept too (:mod:`oldphoto.spellings`) —, ``face_upsample`` 0/1/2,
+  ``max_faces`` an integer ≥ 0, ``jpeg_quality`` an integer 1-100, the others as listed in
   ``workflow/schemas/photo_sheet.schema.yaml``; matched case-insensitively.  Trailing spaces and
   Windows line ends (CRLF) are tolerated, and so is a UTF-8 byte-order mark (spreadsheets write
   one).
@@ -67,7 +69,6 @@ DEFAULTS: dict[str, Any] = {
     "max_faces": None,
 }
 
-_YES_NO = {"yes": True, "no": False}
 _SCHEMA_RELATIVE = Path("workflow") / "schemas" / "photo_sheet.schema.yaml"
 
 
@@ -88,11 +89,16 @@ def _load_schema(schema_path: str | Path | None) -> dict[str, Any]:
 
 
 def _typed(column: str, value: str) -> Any:
-    """A validated cell as the setting's type (bool, int, ``"auto"`` or a string)."""
+    """A validated cell as the setting's canonical value (:mod:`oldphoto.spellings`): bool,
+    int, ``"auto"``, ``output_format`` ``png|tiff|jpeg|same``, or the string."""
+    from oldphoto import spellings
+
     if column == "with_scratch":
-        return "auto" if value == "auto" else _YES_NO[value]
+        return spellings.with_scratch(value)
     if column in ("hr", "faces", "only_center_face"):
-        return _YES_NO[value]
+        return spellings.boolean(value)
+    if column == "output_format":
+        return spellings.output_format(value)
     if column in ("face_upsample", "max_faces", "jpeg_quality"):
         return int(value)
     return value
@@ -134,9 +140,9 @@ def read_sheet(path: str | Path, photos: Mapping[str, Path], input_dir: str | Pa
         schema_path: the row schema (default :func:`default_schema_path`).
 
     Each row's dict holds only its non-empty cells, typed: ``with_scratch`` True/False/``"auto"``,
-    ``hr``/``faces``/``only_center_face`` bool, ``face_upsample``/``max_faces``/``jpeg_quality``
-    int, the others
-    the (lower-case) string.  Every listed photo has an entry, possibly empty.
+    ``hr``/``faces``/``only_center_face`` bool, ``output_format`` its canonical value (``tif`` ->
+    ``tiff``, ``jpg`` -> ``jpeg``), ``face_upsample``/``max_faces``/``jpeg_quality`` int, the
+    others the (lower-case) string.  Every listed photo has an entry, possibly empty.
 
     Raises:
         ConfigError: unreadable sheet, missing or unknown column, bad value, photo not in the
@@ -246,7 +252,7 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
 
     target = Path(path)
     if target.exists() and not overwrite:
-        raise ConfigError(target, "exists; not overwritten (use --force / overwrite=True)")
+        raise ConfigError(target, "exists and was left as it is (overwrite=True replaces it)")
     names = [file.name for file in list_inputs(input_dir).images.values()]
     comment = [
         "# oldphoto photo sheet (docs/photo_sheet.md): one row per photo, tab-separated.",
@@ -254,8 +260,9 @@ def write_starter_sheet(input_dir: str | Path, path: str | Path, *,
         "# photo: file name in the input folder; rows for photos not listed use the run's",
         "#   settings.  Lines starting with '#' are comments.",
         "# with_scratch: yes | no | auto (the scratch detector's mask decides)",
-        "# hr, faces, only_center_face: yes | no",
-        "# tone: keep | official    output_format: png | tiff | jpeg | same",
+        "# hr, faces, only_center_face: yes | no  (true | false too)",
+        "# tone: keep | official",
+        "# output_format: png | tiff (tif) | jpeg (jpg) | same (the input's format)",
         "# jpeg_quality: 1-100 (only used when the photo's final output is a JPEG)",
         "# face_blending: official | adaptive    face_detector: hog | cnn",
         "# face_upsample: 0 | 1 | 2 (finds smaller faces, slower)",

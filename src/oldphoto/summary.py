@@ -13,30 +13,60 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from oldphoto import __version__
+from oldphoto.console import IMAGE_RULES
 from oldphoto.dag import backend_label, face_count
 from oldphoto.jobs import FAILED_PREFIX
 from oldphoto.layout import SUMMARY_NAME, Layout, final_extension
 from oldphoto.mode import Mode
 
 
-def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
-             modes: Mapping[str, Mode] | None = None) -> None:
-    """The run's first lines: how many photos, where, in which mode(s), which backend."""
+def mode_counts(config: Mapping[str, Any], photos: Iterable[str],
+                settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
+    """How many photos are set to each path: ``quality``, ``scratch`` (``+hr`` for HR), and
+    ``auto`` for ``with_scratch: auto`` — those take the quality or the scratch path as the
+    scratch triage decides, later in the run."""
     counts: dict[str, int] = {}
-    for stem in inputs.images:
-        mode = (modes or {}).get(stem) or Mode(config["with_scratch"], config["hr"])
-        counts[mode.key] = counts.get(mode.key, 0) + 1
-    described = ", ".join(f"{n} {key}" for key, n in sorted(counts.items())) or "no photos"
+    for stem in photos:
+        photo = (settings or {}).get(stem) or config
+        hr = "+hr" if photo["hr"] else ""
+        key = "auto" + hr if photo["with_scratch"] == "auto" else Mode(
+            bool(photo["with_scratch"]), bool(photo["hr"])).key
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def describe_modes(counts: Mapping[str, int]) -> str:
+    """``10 quality, 1 scratch, 2 auto (the scratch triage decides)``; ``no photos``."""
+    order = ("quality", "quality+hr", "scratch", "scratch+hr", "auto", "auto+hr")
+    parts = [f"{counts[key]} {key}" for key in order if counts.get(key)]
+    parts += [f"{n} {key}" for key, n in sorted(counts.items()) if key not in order and n]
+    if any(key.startswith("auto") for key in counts):
+        parts[-1] += " (the scratch triage decides: quality or scratch path)"
+    return ", ".join(parts) or "no photos"
+
+
+def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
+             settings: Mapping[str, Mapping[str, Any]] | None = None, *,
+             banner: bool = True) -> None:
+    """The run's first lines: how many photos, where, set to which path, which backend; the
+    backend's announcement (``banner``: a real run, once); every skipped file with its reason.
+
+    ``settings``: each photo's effective settings (:func:`oldphoto.dag.photo_settings`); without
+    them every photo has the run's.
+    """
+    described = describe_modes(mode_counts(config, inputs.images, settings))
     print(
         f"oldphoto {__version__}: {len(inputs.images)} photo(s) from {config['input_dir']} -> "
         f"{config['output_dir']} ({described}; backend {backend_label(backend)})",
         file=sys.stderr,
     )
+    for note in getattr(backend, "notes", ()) if banner else ():
+        print(note, file=sys.stderr)
     for path, reason in inputs.skipped:
-        print(f"oldphoto: skipped {path}: {reason}", file=sys.stderr)
+        print(f"oldphoto: skipped {display_path(path)}: {reason}", file=sys.stderr)
 
 
 def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
@@ -80,10 +110,6 @@ def retried_jobs(log_dir: Path, since: float) -> dict[str, list[str]]:
                 rule, _, image = head.partition(" ")
                 retried.setdefault(image, []).append(f"{rule}: {reason.strip()}")
     return retried
-
-
-IMAGE_RULES = ("detect_scratches", "triage_scratches", "restore_global", "detect_faces",
-               "detect_and_enhance_faces", "enhance_face", "blend_faces")
 
 
 def unfinished_jobs(log_dir: Path) -> dict[str, list[str]]:
@@ -228,30 +254,66 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     return line
 
 
-def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
-               ok: bool, settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """Write output_dir/run_summary.json and print the human line (onsuccess/onerror)."""
-    from oldphoto.atomic import write_json
+MAX_FAILED_LINES = 100
+MAX_NOT_RUN_LINES = 10
 
+
+def summary_lines(summary: Mapping[str, Any], output_dir: str | Path,
+                  summary_file: str | Path) -> list[str]:
+    """The end of a run as the console shows it, once: the counts
+    (:func:`summary_line`), one ``FAILED <photo>: <reason>`` line per reason, the photos not run
+    (Ctrl-C, a stopped run: the same command resumes), where the results are."""
+    lines = [summary_line(summary)]
+    failed = [(stem, reason) for stem, entry in summary["photos"].items()
+              for reason in entry.get("reasons", [])]
+    lines += [f"oldphoto: FAILED {stem}: {reason}" for stem, reason in failed[:MAX_FAILED_LINES]]
+    not_run = [stem for stem, entry in summary["photos"].items()
+               if entry.get("status") == "not run"]
+    lines += [f"oldphoto: NOT RUN {stem} (run the command again)"
+              for stem in not_run[:MAX_NOT_RUN_LINES]]
+    for shown, total, what in ((MAX_FAILED_LINES, len(failed), "failure reasons"),
+                               (MAX_NOT_RUN_LINES, len(not_run), "photos not run")):
+        if total > shown:
+            lines.append(f"oldphoto: ... and {total - shown} more {what} in {summary_file}")
+    lines.append(f"oldphoto: results in {Path(output_dir) / 'final_output'}; summary in "
+                 f"{summary_file}")
+    return lines
+
+
+def up_to_date_line(summary: Mapping[str, Any], summary_file: str | Path | None) -> str:
+    """A run with nothing to do: every photo is restored and up to date."""
+    counts = summary["counts"]
+    skipped = f", {counts['skipped']} skipped" if counts.get("skipped") else ""
+    where = f"; summary in {summary_file}" if summary_file else ""
+    return (f"oldphoto: nothing to do: all {counts['restored']} photo(s) are restored and up to "
+            f"date ({counts['with_faces_enhanced']} with faces enhanced{skipped}, backend "
+            f"{summary.get('backend')}){where}")
+
+
+def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
+               ok: bool, settings: Mapping[str, Mapping[str, Any]] | None = None, *,
+               up_to_date: bool = False, write: bool = True) -> dict[str, Any]:
+    """Write output_dir/run_summary.json and print the end of the run, once (onsuccess, onerror,
+    and "Nothing to be done": ``up_to_date``, one line).  ``write=False`` (a dry run): print
+    only."""
+    from oldphoto.atomic import write_json
+    from oldphoto.slurm import summary_name
     from oldphoto.worker.client import shutdown_all
 
-    # The run's warm workers end with it (they would also notice that Snakemake is gone).
-    stopped = shutdown_all(str(Path(config["output_dir"]).resolve()))
-    if stopped:
-        print(f"oldphoto: stopped {stopped} warm worker(s)", file=sys.stderr)
+    out = Path(config["output_dir"])
+    summary_file = out / summary_name(config.get("shard"))
+    if write and not up_to_date:
+        # The run's warm workers end with it (they would also notice that Snakemake is gone).
+        shutdown_all(str(out.resolve()))
     summary = summarize(config, inputs, backend, settings)
     summary["snakemake_ok"] = ok
-    out = Path(config["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out, older_than=_LOADED_AT)
-    from oldphoto.slurm import summary_name
-
-    write_json(out / summary_name(config.get("shard")), summary)
-    print(summary_line(summary), file=sys.stderr)
-    for stem, entry in summary["photos"].items():
-        for reason in entry.get("reasons", []):
-            print(f"oldphoto: FAILED {stem}: {reason}", file=sys.stderr)
-    print(f"oldphoto: results in {out / 'final_output'}; summary in "
-          f"{out / summary_name(config.get('shard'))}",
-          file=sys.stderr)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out, older_than=_LOADED_AT)
+        write_json(summary_file, summary)
+    if up_to_date:
+        lines = [up_to_date_line(summary, summary_file if write else None)]
+    else:
+        lines = summary_lines(summary, out, summary_file)
+    print("\n".join(lines), file=sys.stderr, flush=True)
     return summary

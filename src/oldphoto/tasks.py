@@ -52,7 +52,7 @@ def detect_scratches(job: "Job") -> None:
     # the report's view of the mask, made while it is in memory
     overlay = report.mask_overlay(image, mask)
     report.write_jpeg(job.output("preview"),
-                      report.fit_width(overlay, int(job.params["preview_width"])))
+                      report.fit_within(overlay, int(job.params["preview_width"])))
 
 
 def triage_scratches(job: "Job") -> None:
@@ -271,7 +271,7 @@ def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: d
             if "mask" in job.inputs and taken.with_scratch else None)
     changes, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
     report.write_jpeg(job.output("changes"),
-                      report.fit_width(changes, int(job.params["change_map_width"])))
+                      report.fit_within(changes, int(job.params["change_map_width"])))
     provenance = dict(derivation["record"], changes=stats)
     timings = report.stage_timings(job.params["benchmarks"], job.image)
     timings[job.rule] = round(job.elapsed(), 3)  # this job: its own clock (no benchmark yet)

@@ -103,6 +103,46 @@ def test_cited_documents_and_sections_exist():
     assert not broken, "\n".join(broken)
 
 
+SAME_FILE_ANCHOR = re.compile(r"\]\((#[\w-]+)\)")
+README_SECTION = re.compile(r"README(?:'s|,) \*([^*]+)\*")
+"""Prose that names a section of the top README: "see the README's *Report*"."""
+
+
+def broken_section_references(source: Path, text: str) -> list[str]:
+    """Links to an anchor of the same Markdown file (``[x](#anchor)``) and prose references
+    to a README section (``the README's *Section*``) that lead nowhere."""
+    broken = []
+    readme = anchors(REPO / "README.md")
+    own = anchors(source) if source.suffix == ".md" and source.is_file() else set()
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{source.relative_to(REPO)}:{number}"
+        if source.suffix == ".md":
+            for match in SAME_FILE_ANCHOR.finditer(line):
+                if match.group(1)[1:] not in own:
+                    broken.append(f"{where}: no section {match.group(1)} in this file")
+        for match in README_SECTION.finditer(line):
+            wanted = github_anchor(match.group(1))
+            if not any(anchor.startswith(wanted) for anchor in readme):
+                broken.append(f"{where}: the README has no section *{match.group(1)}*")
+    return broken
+
+
+def test_section_references_lead_somewhere():
+    assert REPO / "config" / "README.md" in FILES
+    broken = [b for path in FILES for b in broken_section_references(path, _text(path))]
+    assert not broken, "\n".join(broken)
+
+
+def test_section_reference_check_catches_a_renamed_section():
+    config = REPO / "config" / "README.md"
+    assert broken_section_references(config, "see the README's *Very large runs*.") == [
+        "config/README.md:1: the README has no section *Very large runs*"]
+    assert broken_section_references(config, "see the README's *Large collections*") == []
+    readme = REPO / "README.md"
+    assert broken_section_references(readme, "[x](#usage) [y](#no-such-part)") == [
+        "README.md:1: no section #no-such-part in this file"]
+
+
 @pytest.mark.parametrize("name", OUTSIDE_DOCUMENTS)
 def test_no_citation_of_documents_outside_the_repository(name):
     citing = [f"{p.relative_to(REPO)}:{n}" for p in FILES

@@ -79,7 +79,7 @@ def test_short_rows_mean_empty_cells_and_empty_sheet_body_is_fine(folder):
 def test_bad_value_names_row_column_and_value(folder):
     message = error_of(folder, f"{HEADER}\na.png\tno\n#\nc.TIF\tsometimes\tno\tyes\n")
     assert "row 4" in message and "'with_scratch'" in message and "'sometimes'" in message
-    assert "yes, no, auto" in message and "'c.TIF'" in message
+    assert "yes, no, true, false, auto" in message and "'c.TIF'" in message
     message = error_of(folder, f"{HEADER}\tface_upsample\na.png\t\t\t\t3\n")
     assert "row 2" in message and "'face_upsample'" in message and "'3'" in message
     message = error_of(folder, f"{HEADER}\tmax_faces\na.png\t\t\t\t-1\n")
@@ -90,8 +90,9 @@ def test_bad_value_names_row_column_and_value(folder):
         assert "from 1 to 100" in message
     assert read(folder, f"{HEADER}\tjpeg_quality\na.png\t\t\t\t100\nc.TIF\t\t\t\t1\n") \
         == {"a": {"jpeg_quality": 100}, "c": {"jpeg_quality": 1}}
-    message = error_of(folder, f"{HEADER}\na.png\t\ttrue\n")
-    assert "row 2" in message and "'hr'" in message and "'true'" in message
+    message = error_of(folder, f"{HEADER}\na.png\t\ton\n")
+    assert "row 2" in message and "'hr'" in message and "'on'" in message
+    assert read(folder, f"{HEADER}\na.png\t\tTrue\n") == {"a": {"hr": True}}  # as the config
 
 
 def test_unknown_duplicate_and_missing_columns(folder):
@@ -195,9 +196,15 @@ def test_cli_sheet_subcommand_writes_the_starter_sheet(folder, tmp_path, capsys)
     assert cli.main(["sheet", str(folder), "-o", str(target)]) == 0
     assert "3 photo(s)" in capsys.readouterr().out
     assert read(folder, target.read_text(encoding="utf-8"))["a"] == {"with_scratch": "auto"}
+    written = target.read_text(encoding="utf-8")
+    target.write_text("edited by hand", encoding="utf-8")
     assert cli.main(["sheet", str(folder), "-o", str(target)]) == 2
-    assert "--force" in capsys.readouterr().err
+    # one sentence, the hint once, no Python keyword
+    assert capsys.readouterr().err == (f"oldphoto sheet: error: {target} exists and was left as "
+                                       "it is; add --force to replace it\n")
+    assert target.read_text(encoding="utf-8") == "edited by hand"
     assert cli.main(["sheet", str(folder), "-o", str(target), "--force"]) == 0
+    assert target.read_text(encoding="utf-8") == written
     assert cli.main(["sheet", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
 

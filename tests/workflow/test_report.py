@@ -99,6 +99,14 @@ def test_fit_width_and_jpeg_round_trip(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "p.jpg"]  # no temp file left
 
 
+def test_fit_within_bounds_the_longer_side():
+    portrait, landscape = solid(400, 100, 7), solid(50, 300, 9)
+    assert report.fit_within(portrait, 200).shape == (200, 50, 3)
+    assert report.fit_within(landscape, 150).shape == (25, 150, 3)
+    assert report.fit_within(portrait, 400) is portrait
+    assert (report.fit_within(portrait, 200) == 7).all()
+
+
 def test_rst_text_escapes_markup_and_flattens_lines():
     assert report.rst_text("bad image: a_b *x*\n`y`") == r"bad image\: a\_b \*x\* \`y\`"
     assert report.rst_text("tab\there\x00") == "tab here"
@@ -185,6 +193,135 @@ def test_settings_rows_show_sheet_cells_and_triage_decisions():
     rows = {row["photo"]: plain(row["triage"]) for row in report.settings_rows(summary)}
     assert rows["b"] == "line score 0.457, coverage 1.23%, 5 component(s)"
     assert report.settings_rows(None) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The landing page's reStructuredText, rendered as Snakemake renders it
+
+
+class _Category:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def render_landing_page(tmp_path: Path, photos: int, tables: dict | None) -> str:
+    """``workflow/report/workflow.rst`` through Jinja (Snakemake's settings) and docutils, with
+    Snakemake's link targets, the thumbnail directive, and every message from level 2 (warning)
+    on raising: the page must render cleanly for any number of photos."""
+    from types import SimpleNamespace
+
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    previews = []
+    for k in range(photos):
+        path = tmp_path / f"photo {k} [x]_.before-after.jpg"
+        if not path.exists():
+            report.write_jpeg(path, solid(20, 40, 10 * (k % 20)))
+        previews.append(SimpleNamespace(path=path, name=path.name))
+    categories = {}
+    if previews:
+        categories[_Category("Gallery")] = {"": previews}
+        categories[_Category("Changes")] = {"": [SimpleNamespace(path=tmp_path / "c.jpg")]}
+    if tables is not None:
+        job = SimpleNamespace(params=SimpleNamespace(tables=tables))
+        categories[_Category("Run summary")] = {"": [SimpleNamespace(path="s.json", job=job)]}
+    links = "\n\n.. _Workflow: javascript:show_panel('workflow')\n" \
+            ".. _Statistics: javascript:show_panel('statistics')\n" + "".join(
+                f".. _{cat.name}: javascript:app.showCategory('{cat.name}')\n"
+                for cat in categories)
+    config = {"input_dir": "/in", "output_dir": "/out", "with_scratch": "auto", "hr": False,
+              "max_faces": None, "photo_sheet": None}
+    text = Environment(trim_blocks=True, lstrip_blocks=True).from_string(
+        (REPO / "workflow" / "report" / "workflow.rst").read_text() + links).render(
+        snakemake=SimpleNamespace(config=config), categories=categories, files=[])
+    report.register_thumbnail_directive()
+    return publish_parts(text, writer="html",
+                         settings_overrides={"halt_level": 2, "report_level": 2})["html_body"]
+
+
+@pytest.mark.parametrize("photos", [0, 1, 9, 10, 52])
+def test_landing_page_renders_for_any_number_of_photos(tmp_path, photos):
+    tables = {"found": True, "backend": "classical", "modes": r"52 quality",
+              "counts": {"restored": photos, "failed": 1, "skipped": 0}}
+    page = render_landing_page(tmp_path, photos, tables)
+    assert "System Message" not in page and ".. oldphoto-thumbnails" not in page
+    assert ":suffix:" not in page
+    thumbnails = re.findall(r'<img class="oldphoto-gallery"', page)
+    assert len(thumbnails) == min(photos, 9)
+    assert (f"The first 9 of {photos} photos" in page) == (photos > 9)
+    assert ("No photo has finished yet" in page) == (photos == 0)
+    assert "Photos per restoration path: 52 quality." in page
+    assert "(quality mode)" not in page and "(scratch mode)" not in page
+    render_landing_page(tmp_path, photos, None)  # before any run summary
+
+
+def test_modes_sentence_counts_the_paths_taken():
+    auto = {"with_scratch": "auto", "hr": False}
+    summary = {"photos": {
+        "a": {"mode": "quality", "settings": {"with_scratch": False, "hr": False}},
+        "b": {"mode": "scratch", "settings": {"with_scratch": True, "hr": False}},
+        "c": {"mode": "quality", "settings": auto, "triage": {"with_scratch": False}},
+        "d": {"mode": "scratch", "settings": auto, "triage": {"with_scratch": True}},
+        "e": {"mode": "scratch", "settings": auto},  # failed before the triage
+        "f": {"mode": "scratch+hr", "settings": {"with_scratch": True, "hr": True}},
+        "g": {"mode": "quality"},  # a summary without settings
+    }}
+    assert plain(report.modes_sentence(summary)) == (
+        "3 quality, 2 scratch, 1 scratch+hr (2 of them chosen by the scratch triage, "
+        "with_scratch: auto); 1 set to auto and not decided (the photo failed before the "
+        "triage)")
+    assert plain(report.modes_sentence(None)) == "none recorded"
+
+
+def test_an_rst_error_stops_the_report(tmp_path, monkeypatch):
+    """With the workflow's docutils settings an error raises instead of being rendered."""
+    from docutils.core import publish_parts
+    from docutils.utils import SystemMessage
+
+    monkeypatch.delenv("DOCUTILSCONFIG", raising=False)
+    conf = REPO / "workflow" / "report" / "docutils.conf"
+    report.halt_on_rst_errors(conf)
+    report.halt_on_rst_errors(conf)  # idempotent
+    assert os.environ["DOCUTILSCONFIG"].split(os.pathsep) == [
+        "/etc/docutils.conf", "./docutils.conf", "~/.docutils", str(conf)]
+    broken = "Text:\n.. note::\n   :x: y\n\n   indented\n"
+    with pytest.raises(SystemMessage, match="ERROR/3"):
+        publish_parts(broken, writer="html")
+    monkeypatch.setenv("DOCUTILSCONFIG", "/mine.conf")
+    report.halt_on_rst_errors(conf)
+    assert os.environ["DOCUTILSCONFIG"] == os.pathsep.join(["/mine.conf", str(conf)])
+
+
+@pytest.mark.workflow
+def test_the_report_command_fails_on_an_rst_error(tmp_path):
+    """Through Snakemake: a broken landing page makes ``snakemake --report`` exit non-zero
+    without "Report created" (a Snakefile that installs the workflow's setting the same way)."""
+    import sys
+
+    (tmp_path / "workflow.rst").write_text("Title\n=====\n\nText:\n.. note::\n   :x: y\n\n"
+                                           "   indented\n")
+    (tmp_path / "caption.rst").write_text("A caption.\n")
+    (tmp_path / "Snakefile").write_text(
+        "from oldphoto import report as report_lib\n"
+        f"report_lib.halt_on_rst_errors({str(REPO / 'workflow/report/docutils.conf')!r})\n"
+        'report: "workflow.rst"\n'
+        "rule a:\n"
+        '    output: report("a.txt", caption="caption.rst", category="A")\n'
+        '    shell: "echo a > {output}"\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env.pop("DOCUTILSCONFIG", None)
+    base = [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(tmp_path),
+            "--snakefile", str(tmp_path / "Snakefile")]
+    subprocess.run(base, check=True, capture_output=True, env=env, timeout=300)
+    proc = subprocess.run(base + ["--report", str(tmp_path / "r.html")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "Unexpected indentation" in proc.stderr and "Report created" not in proc.stderr
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_thumbnail_grid_inlines_every_image(tmp_path):
@@ -371,11 +508,15 @@ def test_report_items_cover_every_finished_photo(reported_run):
     assert sorted(Path(p).name for p in paths["Scratch masks"]) == [f"{s}.scratches.jpg"
                                                                      for s in GOOD]
     assert sorted(Path(p).name for p in paths["Faces"]) == [f"{s}.faces.jpg" for s in with_faces]
-    assert sorted(Path(p).name for p in paths["Restored photos"]) == [f"{s}.png" for s in GOOD]
-    for name in ("Gallery", "Scratch masks", "Faces", "Restored photos"):
+    assert sorted(Path(p).name for p in paths["Changes"]) == [f"{s}.changes.jpg" for s in GOOD]
+    # the full-size finals are the archive's files: shown through the views, not embedded
+    assert sorted(paths) == ["Changes", "Faces", "Gallery", "Run summary", "Scratch masks"]
+    finals = {p.read_bytes() for p in (out / "final_output").iterdir()}
+    for name in ("Gallery", "Scratch masks", "Faces", "Changes"):
         for path in paths[name]:
             mime, data = decode_data_uri(results[path]["data_uri"])
             assert data == Path(path).read_bytes()  # the report holds the file itself
+            assert data not in finals
             assert_image(mime, data)
     # a preview is the original and the final output side by side, at one height
     with Image.open(out / "final_output" / "no face.png") as final, \
@@ -421,7 +562,8 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     assert [v["cls"] for v in result["landing"]].count("oldphoto-gallery") == len(GOOD)
     assert all(v["ok"] for v in result["landing"]), result["landing"]
     assert sorted(v["photo"] for v in result["views"]["Gallery"]) == sorted(GOOD)
-    assert len(result["views"]["Restored photos"]) == len(GOOD)
+    assert len(result["views"]["Changes"]) == len(GOOD)
+    assert "Restored photos" not in result["views"]
     assert len(result["views"]["Scratch masks"]) == len(GOOD)
     assert result["views"]["Faces"]
     for category, views in result["views"].items():
@@ -430,3 +572,76 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     run_chromium(probed, tmp_path / "profile", "--window-size=1280,800", "--hide-scrollbars",
                  f"--screenshot={ARTIFACTS / 'report-gallery.png'}")
     assert (ARTIFACTS / "report-gallery.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# A report of many photos
+
+
+MANY = 52
+
+
+def make_many_photos(folder: Path, count: int) -> list[str]:
+    """``count`` distinct tiny photos (96 px crops of the bundled samples); returns the stems."""
+    from conftest import SAMPLES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted((SAMPLES / "old").glob("*.png"))
+    stems = []
+    for k in range(count):
+        with Image.open(sources[k % len(sources)]) as im:
+            rgb = im.convert("RGB")
+            side = min(rgb.size) // 2
+            left, top = (k * 23) % (rgb.width - side), (k * 11) % (rgb.height - side)
+            rgb.crop((left, top, left + side, top + side)).resize((96, 96)).save(
+                folder / f"scan {k:02d}.png")
+        stems.append(f"scan {k:02d}")
+    return stems
+
+
+@pytest.fixture(scope="module")
+def many_photos_report(tmp_path_factory):
+    """52 tiny photos and a corrupt file (quality path, classical backend), then the report."""
+    tmp = tmp_path_factory.mktemp("many")
+    stems = make_many_photos(tmp / "in", MANY)
+    (tmp / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(100)))
+    config = workflow_config(tmp)
+    run = run_snakemake(tmp / "work", config, check=False)
+    assert run.returncode != 0  # the corrupt photo fails, alone
+    out = Path(config["output_dir"])
+    page = out / "report.html"
+    proc = run_snakemake(tmp / "work", config, "--report", str(page), "gallery")
+    return out, page, stems, proc
+
+
+@pytest.mark.workflow
+def test_report_of_many_photos_renders_in_a_real_browser(many_photos_report, tmp_path):
+    out, page, stems, proc = many_photos_report
+    assert "Report created" in proc.stderr and "System Message" not in proc.stderr
+    assert "ERROR/" not in proc.stderr and "WARNING/" not in proc.stderr
+    text = page.read_text(encoding="utf-8")
+    categories = embedded(text, "categories")
+    paths = {name: [p for sub in cat.values() for p in sub] for name, cat in categories.items()}
+    assert sorted(Path(p).name for p in paths["Gallery"]) == sorted(
+        f"{s}.before-after.jpg" for s in stems)
+    assert "Restored photos" not in paths
+
+    dom = run_chromium(page, tmp_path / "profile", "--dump-dom")
+    assert "System Message" not in dom
+    assert ".. oldphoto-thumbnails" not in dom and ":suffix:" not in dom
+    images = Images()
+    images.feed(dom)
+    gallery = [img for img in images.images if "oldphoto-gallery" in img.get("class", "")]
+    assert len(gallery) == 9
+    assert sorted(img["title"] for img in gallery) == sorted(stems)[:9]
+    for img in gallery:
+        assert_image(*decode_data_uri(img["src"]))
+    words = " ".join(html.unescape(re.sub(r"<[^>]+>", "", dom)).split())
+    assert f"The first 9 of {MANY} photos by name" in words
+    # the header says what is true: every photo (the corrupt one too) was set to quality
+    assert f"Photos per restoration path: {MANY + 1} quality." in words
+    assert "(quality mode" not in words and "(scratch mode" not in words
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_chromium(page, tmp_path / "profile", "--window-size=1280,800", "--hide-scrollbars",
+                 f"--screenshot={ARTIFACTS / 'report-many-landing.png'}")
+    assert (ARTIFACTS / "report-many-landing.png").stat().st_size > 10_000

@@ -20,8 +20,9 @@ from oldphoto.errors import OldPhotoError  # noqa: E402
 from oldphoto.layout import Layout  # noqa: E402
 from oldphoto.mode import Mode  # noqa: E402
 
-# `--config with_scratch=true` arrives as the string "true": accept true/false/yes/no/1/0.
-dag.coerce_booleans(config, "../schemas/config.schema.yaml", workflow.current_basedir)
+# `--config with_scratch=true` arrives as the string "true": the spellings of oldphoto.spellings
+# (yes/no/true/false, output_format tif/jpg, any case) become one canonical value each.
+dag.coerce_spellings(config, "../schemas/config.schema.yaml", workflow.current_basedir)
 validate(config, schema="../schemas/config.schema.yaml")
 
 L = Layout(config["output_dir"])
@@ -263,8 +264,7 @@ def network_resources(mem_mb):
 from oldphoto import report as report_lib  # noqa: E402
 
 PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
-# Change maps keep more detail than previews: a one-pixel scratch must stay visible.
-CHANGE_MAP_WIDTH = 2 * PREVIEW_WIDTH
+CHANGE_MAP_WIDTH = report_lib.CHANGE_MAP_WIDTH
 
 
 def get_title(wildcards):
@@ -290,10 +290,10 @@ def get_triage_decision(wildcards):
 
 def stage4_outputs(ext):
     """The outputs of stage 4 for photos whose final output has extension ``ext``: the final
-    output, the report's views and the provenance sidecar."""
+    output, the report's views and the provenance sidecar.  The report shows the views, not
+    the final output itself (a derivative is often tens of megabytes: README, Report)."""
     return {
-        "final": report(L.final("{image}", ext), caption="../report/final.rst",
-                        category="Restored photos", labels={"photo": "{image}"}),
+        "final": L.final("{image}", ext),
         "before_after": report(L.preview("before-after", "{image}"),
                                caption="../report/preview.rst", category="Gallery",
                                labels={"photo": "{image}"}),
@@ -310,7 +310,7 @@ def stage4_outputs(ext):
 def get_finished_report_items(wildcards):
     """What the report can show: the final output of every photo that has one (files are
     checked when the report's DAG is built).  The report then holds what the jobs behind them
-    flagged with report(): each final output, its views, and the scratch mask's."""
+    flagged with report(): each photo's views and its scratch mask's."""
     return [final_of(image)
             for image in report_lib.finished_photos(INPUTS.images, L.final_dir, FINAL_EXT)]
 
@@ -318,11 +318,32 @@ def get_finished_report_items(wildcards):
 BACKEND_LABEL = dag.backend_label(BACKEND)
 
 
+# The console (main process only): one line per photo instead of Snakemake's job blocks, no
+# error block for a photo whose reason the summary states, the dry run's opening and skipped
+# files, and a summary that says so when everything is up to date (oldphoto.console).
+if not workflow.remote_exec and not workflow.subprocess_exec:
+    from snakemake.logging import logger as snakemake_logger
+
+    from oldphoto import console
+    from oldphoto import summary as run_summary
+
+    console.RunConsole(
+        INPUTS.images,
+        is_dry_run=lambda: workflow.dryrun,
+        on_nothing_to_do=lambda dry: run_summary.finish_run(
+            config, INPUTS, BACKEND, ok=True, settings=SETTINGS, up_to_date=True, write=not dry
+        ),
+        on_dry_run=lambda: run_summary.announce(config, BACKEND, INPUTS, SETTINGS, banner=False),
+        verbose=console.verbose_output(workflow.output_settings),
+        progress=console.progress_wanted(workflow.output_settings),
+    ).install(snakemake_logger)
+
+
 onstart:
     from oldphoto import summary
 
     dag.write_manifest(MANIFEST, config["input_dir"], FOLDER)
-    summary.announce(config, BACKEND, INPUTS, MODES)
+    summary.announce(config, BACKEND, INPUTS, SETTINGS)
 
 
 onsuccess:

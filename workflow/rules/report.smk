@@ -16,8 +16,10 @@
 report: "../report/workflow.rst"
 
 
-# The landing page (workflow.rst) embeds a thumbnail of every before/after preview.
+# The landing page (workflow.rst) embeds a thumbnail of the first before/after previews.
 report_lib.register_thumbnail_directive()
+# A markup error in a caption or the landing page stops the report instead of showing up in it.
+report_lib.halt_on_rst_errors(os.path.join(workflow.basedir, "workflow", "report", "docutils.conf"))
 
 
 rule gallery:

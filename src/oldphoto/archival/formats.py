@@ -13,7 +13,8 @@ from typing import Literal
 Format = Literal["png", "tiff", "jpeg"]
 
 OUTPUT_FORMATS = ("png", "tiff", "jpeg", "same")
-"""Values of the ``output_format`` setting."""
+"""Canonical values of the ``output_format`` setting (``tif``/``jpg`` are spellings of tiff and
+jpeg: :mod:`oldphoto.spellings`)."""
 
 EXTENSIONS: dict[str, str] = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
 """File extension per output format."""
@@ -27,11 +28,19 @@ SUFFIX_FORMATS: dict[str, str] = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"
 
 
 def output_format_for(setting: str, master_format: str) -> Format:
-    """The format for a config ``output_format`` (``png|tiff|jpeg|same``) and a master's format."""
+    """The format for a config ``output_format`` and a master's format.
+
+    ``setting``: ``png|tiff|jpeg|same``, or another spelling of them (``tif``, ``jpg``, any
+    case: :func:`oldphoto.spellings.output_format`).
+    """
+    from oldphoto.spellings import output_format
+
+    try:
+        setting = output_format(setting)
+    except ValueError as err:
+        raise ValueError(f"output_format {err}") from None
     if setting == "same":
         return MASTER_FORMATS.get(master_format.upper(), "png")  # type: ignore[return-value]
-    if setting not in EXTENSIONS:
-        raise ValueError(f"output_format must be png, tiff, jpeg or same, got {setting!r}")
     return setting  # type: ignore[return-value]
 
 
