@@ -231,9 +231,6 @@ def refuse_missing_for_config(config: Mapping[str, Any], *, slurm: bool = False)
     Raises the error of the first check that fails: ConfigError (folder, sheet),
     CheckpointError (``backend: pretrained`` without checkpoints) or MissingRequirementError.
     """
-    import contextlib
-    import io
-
     from oldphoto import dag
     from oldphoto.mode import Mode
 
@@ -243,8 +240,7 @@ def refuse_missing_for_config(config: Mapping[str, Any], *, slurm: bool = False)
     modes = {dag.mode_of_settings(s) for s in _unique(settings.values())}
     modes |= {Mode(False, s["hr"]) for s in _unique(settings.values())
               if s["with_scratch"] == "auto"}
-    with contextlib.redirect_stderr(io.StringIO()):  # the Snakefile announces the backend
-        backend = dag.resolve_backend(config, modes or {dag.run_mode(config)})
+    backend = dag.resolve_backend(config, modes or {dag.run_mode(config)})
     extensions = set(dag.final_extensions(settings, inputs.images).values())
     extra = [_need("sbatch", "oldphoto --slurm")] if slurm else []
     refuse_missing(config, settings.values(), backend, extensions, extra)

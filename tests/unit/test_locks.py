@@ -474,6 +474,7 @@ def test_the_command_stops_before_writing_anything_and_names_the_owner(tmp_path,
     from oldphoto import cli
 
     (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"")  # a photo (by name): the folder is checked first
     out = tmp_path / "out"
     other = locks.this_machine()._replace(host="node-17")
     before = leftover(out, record_for(4242, 1, other))

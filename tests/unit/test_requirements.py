@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from oldphoto import requirements
-from oldphoto.errors import MissingRequirementError
+from oldphoto.errors import ConfigError, MissingRequirementError
 from oldphoto.requirements import REQUIREMENTS, Need, missing, refuse_missing, run_needs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +173,8 @@ def test_config_check_finds_photos_sheet_and_slurm(monkeypatch, tmp_path):
               "backend": "classical", "checkpoints_dir": str(tmp_path / "ck"),
               "landmarks": str(tmp_path / "absent.dat"), "carry_metadata": True,
               "with_scratch": False, "hr": False, "faces": True, "output_format": "png"}
-    requirements.refuse_missing_for_config(config)  # no photo: nothing needed
+    with pytest.raises(ConfigError, match="no photo in this folder"):  # refused before needs
+        requirements.refuse_missing_for_config(config)
     (tmp_path / "in" / "a.png").write_bytes(b"")  # not decoded: only its name counts
     with pytest.raises(MissingRequirementError) as caught:
         requirements.refuse_missing_for_config(config, slurm=True)
