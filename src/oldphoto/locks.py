@@ -50,7 +50,6 @@ import fcntl
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
@@ -152,7 +151,7 @@ def this_machine() -> Machine:
         pid_namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         pid_namespace = ""
-    return Machine(socket.gethostname(), boot_id, pid_namespace)
+    return Machine(os.uname().nodename, boot_id, pid_namespace)  # = gethostname()
 
 
 def _user() -> str:
