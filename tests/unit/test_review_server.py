@@ -230,3 +230,41 @@ def test_a_16_bit_tiff_original_is_rendered_as_8_bit_png(tmp_path):
         assert np.array_equal(np.asarray(im), read_image(source).rgb)
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
     assert sorted(os.listdir(tmp_path)) == ["cache", "scan.tif"]     # nothing beside it
+
+
+def test_a_rerun_is_refused_while_another_run_owns_the_folder(folder):
+    """Rerun rejected claims the folder as the oldphoto command does: a lock whose owner is
+    alive or cannot be checked (here: a run on another host) refuses it, and nothing starts."""
+    import json
+
+    import yaml
+
+    from oldphoto import locks
+
+    (folder / "oldphoto_config.yaml").write_text(yaml.safe_dump({"output_dir": str(folder)}))
+    lock_dir = folder / ".snakemake" / "locks"
+    lock_dir.mkdir(parents=True)
+    (lock_dir / "0.output.lock").write_text(f"{folder}/final_output/a.png\n")
+    other = locks.this_machine()._replace(host="node-17")
+    (lock_dir / locks.OWNER_RECORD).write_text(json.dumps({
+        "host": other.host, "boot_id": other.boot_id, "pid_namespace": other.pid_namespace,
+        "pid": 4242, "starttime": 1, "snakemake": None, "user": "someone", "uid": 1234,
+        "since": "2024-06-11 12:00:03 +0000", "since_epoch": 1718107203.0, "flock": True,
+        "token": "0123456789abcdef"}))
+    before = {p: p.read_bytes() for p in lock_dir.iterdir()}
+    review = Review(folder, "ann")
+    state = ReviewApp(review, token=TOKEN, csrf=CSRF, port=PORT,
+                      snakefile=Path(__file__).resolve().parents[2] / "Snakefile")
+    c = TestClient(create_app(state), base_url=BASE, follow_redirects=False)
+    assert c.get(f"/?token={TOKEN}").status_code == 303
+    photo = c.get("/api/photo/1").json()
+    c.post("/api/photo/1/decision", headers={"X-CSRF-Token": CSRF},
+           json={"action": "rejected", "reason": "artefacts", "version": photo["version"],
+                 "settings": {"face_blending": "adaptive"}})
+    assert c.get("/api/rerun").json()["available"] is True
+    refused = c.post("/api/rerun", json={}, headers={"X-CSRF-Token": CSRF})
+    assert refused.status_code == 409
+    assert "in use by another run" in refused.json()["error"]
+    assert "node-17" in refused.json()["error"]
+    assert state.rerun is None                                      # nothing started
+    assert {p: p.read_bytes() for p in lock_dir.iterdir()} == before  # the lock untouched

@@ -290,7 +290,7 @@ class ReviewApp:
         return await _in_thread(self._rerun_start)
 
     def _rerun_start(self) -> Response:
-        from oldphoto.locks import clear_stale_lock
+        from oldphoto.locks import FolderInUse, take_ownership
 
         with self.rerun_lock:
             if self.rerun is not None and self.rerun.running:
@@ -303,14 +303,21 @@ class ReviewApp:
                 return JSONResponse({"error": "no rejected photo has new settings: nothing to "
                                               "rerun"}, 409)
             context = self.review.context
-            clear_stale_lock(context.workdir)
+            # The rerun claims the folder as the oldphoto command does (docs/resume.md): a lock
+            # left by a dead run of this machine goes, a live or unknown owner refuses it.
+            try:
+                ownership, _ = take_ownership(context.workdir)
+            except FolderInUse as err:
+                return JSONResponse({"error": f"the folder is in use by another run: "
+                                              f"{err.owner} ({err.verdict.reason})"}, 409)
             command = rerun_command(snakefile=self.snakefile, workdir=context.workdir,
                                     configfile=context.config_file,
                                     targets=self.review.rerun_targets(due), cores=self.cores)
             stamp = utc_now().replace(":", "").replace("-", "")
             self.rerun = Rerun(command=command, log=self.cache_dir / "reruns" / f"{stamp}.log",
                                photos=[e.stem for e in due],
-                               on_exit=lambda _: self.review.refresh()).start()
+                               on_exit=lambda _: self.review.refresh(),
+                               ownership=ownership).start()
             return JSONResponse(self.rerun_state(), 202)
 
     def image(self, request: Request) -> Response:

@@ -5,10 +5,12 @@ configuration, with the final outputs of the photos due for a rerun as targets â
 reruns their jobs whose settings changed (its params trigger) and nothing of any other photo::
 
     python -m snakemake --snakefile <repo>/Snakefile --directory WORKDIR --configfile CONFIG
-        --cores N --keep-going --rerun-incomplete TARGET...
+        --cores N --keep-going --rerun-incomplete --printshellcmds TARGET...
 
-Its output goes to a log under ``.oldphoto/review/``; :func:`progress` reads Snakemake's
-``N of M steps (P%) done`` lines from it.
+Its output goes to a log under ``.oldphoto/review/``, whole (``--printshellcmds``: the quiet
+console of :mod:`oldphoto.console` is for terminals; this log is what a reviewer opens when a
+rerun fails); :func:`progress` reads Snakemake's ``N of M steps (P%) done`` lines from it and
+:func:`job_photos` the jobs' photos.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from oldphoto.locks import Ownership
 
 _STEPS = re.compile(r"^(\d+) of (\d+) steps \((\d+(?:\.\d+)?)%\) done", re.MULTILINE)
 _JOB_IMAGE = re.compile(r"^\s*wildcards:.*\bimage=(.+?)(?:, \w+=.*)?$", re.MULTILINE)
@@ -45,7 +50,7 @@ def rerun_command(*, snakefile: Path, workdir: Path, configfile: Path, targets: 
                   cores: str = "all") -> list[str]:
     return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
             "--directory", str(workdir), "--configfile", str(configfile), "--cores", str(cores),
-            "--keep-going", "--rerun-incomplete", *targets]
+            "--keep-going", "--rerun-incomplete", "--printshellcmds", *targets]
 
 
 @dataclass
@@ -59,6 +64,9 @@ class Rerun:
     process: subprocess.Popen | None = None
     returncode: int | None = None
     on_exit: Callable[["Rerun"], None] | None = None
+    ownership: "Ownership | None" = None
+    """The folder's claim (:func:`oldphoto.locks.take_ownership`): Snakemake shares its lock and
+    is named in its owner record; released when the rerun ends."""
 
     def start(self, env: dict | None = None) -> "Rerun":
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -67,14 +75,21 @@ class Rerun:
         handle.flush()
         self.process = subprocess.Popen(self.command, stdout=handle, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env or dict(os.environ),
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        pass_fds=self.ownership.pass_fds if self.ownership
+                                        else ())
         handle.close()
+        if self.ownership is not None:
+            self.ownership.started(self.process.pid)
         threading.Thread(target=self._wait, daemon=True).start()
         return self
 
     def _wait(self) -> None:
         assert self.process is not None
         self.returncode = self.process.wait()
+        if self.ownership is not None:
+            self.ownership.ended(self.returncode)
+            self.ownership.release()
         if self.on_exit is not None:
             self.on_exit(self)
 
