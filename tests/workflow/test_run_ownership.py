@@ -153,7 +153,9 @@ def live_run(collection, tmp_path_factory):
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
     return {"out": out, "first": first, "attempts": attempts, "alive_after": alive_after,
-            "config": config, "stdout": (tmp / "first.out").read_text()}
+            "config": config,
+            # the run's console: Snakemake's and oldphoto's lines go to stderr, the summary too
+            "stdout": (tmp / "first.out").read_text() + (tmp / "first.err").read_text()}
 
 
 def assert_refused(proc: subprocess.CompletedProcess, first_pid: int) -> None:
@@ -226,7 +228,7 @@ def test_a_killed_run_resumes_without_ceremony(collection, tmp_path):
             in proc.stderr)
     assert (f"oldphoto: removed the stale Snakemake lock {out / '.snakemake' / 'locks'}/"
             "0.output.lock" in proc.stderr)
-    assert "16 photo(s) restored" in proc.stdout
+    assert "16 photo(s) restored" in proc.stdout + proc.stderr
     assert outputs(out) == reference
 
 
@@ -295,7 +297,7 @@ def test_workers_killed_mid_run_are_retried_once_in_the_same_run(collection, tmp
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     assert served["worker"] in killed
-    stdout = (tmp_path / "run.out").read_text()
+    stdout = (tmp_path / "run.out").read_text() + (tmp_path / "run.err").read_text()
     assert run.returncode == 1, stdout[-3000:]  # the broken file
     summary = json.loads((out / "run_summary.json").read_text())
     photos_ = summary["photos"]
