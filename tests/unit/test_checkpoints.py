@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from oldphoto import checkpoints as ck
-from oldphoto import nets
+from oldphoto.checkpoints.registry import build_network
 from oldphoto.checkpoints import cache as ck_cache
 from oldphoto.errors import CheckpointError
 from oldphoto.testing import recipe
@@ -80,11 +80,10 @@ def outputs(name: str, net: torch.nn.Module) -> list[torch.Tensor]:
 def test_official_files_are_the_manifest_checkpoints():
     assert len(ALL) == 9
     for name in ALL:
-        m = ck.manifest(nets.MANIFEST_NAMES[name])
+        m = ck.manifest(ck.OFFICIAL_CHECKPOINTS[name].manifest)
         assert ck.OFFICIAL_FILES[name] == m["checkpoint"]
-        assert ck.OFFICIAL_CHECKPOINTS[name].manifest == nets.MANIFEST_NAMES[name]
         assert ck.manifest_of(name) == m
-    assert set(nets.MANIFEST_NAMES) == set(ALL)
+    assert set(ck.OFFICIAL_CHECKPOINTS) == set(ALL)
 
 
 def test_official_path_layout(tmp_path):
@@ -153,7 +152,7 @@ def test_missing_checkpoints_and_message_name_the_exact_paths(tmp_path):
 @pytest.mark.parametrize("name", ALL)
 def test_round_trip(name, scratch):
     """Recipe weights in the official file -> read -> cache -> load_network == direct load."""
-    stem = nets.MANIFEST_NAMES[name]
+    stem = ck.OFFICIAL_CHECKPOINTS[name].manifest
     entries = ck.manifest(stem)["entries"]
     (official,) = recipe.write_recipe_checkpoints(scratch / "ckpts", [name])
     assert official == ck.official_path(scratch / "ckpts", name)
@@ -188,7 +187,7 @@ def test_round_trip(name, scratch):
         # Same architecture as Setting_9_epoch_100, whose forward through the cache is compared
         # below; the 512 generator's forward (~30 s per pass on 2 cores) runs in test_nets.py.
         return
-    direct = nets.build(name)
+    direct = build_network(name)
     direct.load_state_dict(state, strict=True)
     del state, loaded_state
     got, want = outputs(name, loaded), outputs(name, direct)
