@@ -89,7 +89,8 @@ def restore_global(job: "Job") -> None:
     result = stages.restore_global(
         photo.rgb, mask, backend, mode=mode, networks=networks, device=job.device,
         test_mode=_param(job, "test_mode", "Full"), stretch=_param(job, "stretch", "official"),
-        memory_budget_mb=int(job.settings.get("memory_budget_mb", 8000)), log=job.log,
+        memory_budget_mb=int(job.settings.get("memory_budget_mb",
+                                              stages.DEFAULT_MEMORY_BUDGET_MB)), log=job.log,
     )
     job.write_png(job.output("origin"), result.origin)
     job.write_png(job.output("input_image"), result.input_image)
