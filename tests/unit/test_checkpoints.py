@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from oldphoto import checkpoints as ck
+from oldphoto.checkpoints import registry
 from oldphoto.checkpoints.registry import build_network
 from oldphoto.checkpoints import cache as ck_cache
 from oldphoto.errors import CheckpointError
@@ -482,13 +483,14 @@ def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(
             self.conv = torch.nn.Conv2d(2, 3, 1)
             self.register_buffer("noise", torch.empty(4).normal_(), persistent=False)
 
-    monkeypatch.setattr(nets, "build", lambda name: WithScratchBuffer().eval())
+    monkeypatch.setattr(registry, "build_network", lambda name: WithScratchBuffer().eval())
     torch.manual_seed(0)
     net = ck.build_without_init("VAE_A_quality")  # falls back to a normal build
     torch.manual_seed(0)
     assert torch.equal(net.noise, WithScratchBuffer().noise)
 
-    monkeypatch.setattr(nets, "build", lambda name: torch.nn.Conv2d(2, 3, 1).eval())
+    monkeypatch.setattr(registry, "build_network",
+                        lambda name: torch.nn.Conv2d(2, 3, 1).eval())
     torch.manual_seed(0)
     skipped = ck.build_without_init("VAE_A_quality")
     torch.manual_seed(0)
