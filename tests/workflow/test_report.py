@@ -566,8 +566,8 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     assert "Restored photos" not in result["views"]
     assert len(result["views"]["Scratch masks"]) == len(GOOD)
     assert result["views"]["Faces"]
-    for category, views in result["views"].items():
-        assert all(v["ok"] and v["width"] > 0 for v in views), (category, views)
+    for category, shown in result["views"].items():
+        assert all(v["ok"] and v["width"] > 0 for v in shown), (category, shown)
     assert "broken" in result["summary"] and "failed" in result["summary"]
     run_chromium(probed, tmp_path / "profile", "--window-size=1280,800", "--hide-scrollbars",
                  f"--screenshot={ARTIFACTS / 'report-gallery.png'}")
