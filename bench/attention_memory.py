@@ -1,7 +1,7 @@
 """Peak memory of the scratch mapping (``mapping_scratch``) with chunked non-local attention.
 
 For each image size (megapixels, square, sides a multiple of 16) a fresh interpreter builds
-``oldphoto.nets.build("mapping_scratch")`` (seeded random weights: memory does not depend on the
+``oldphoto.checkpoints.build_network("mapping_scratch")`` (seeded random weights: memory does not depend on the
 values), feeds it a 1/4-resolution latent and an image-size scratch mask, and reports the peak
 memory above the pre-run baseline: VmHWM growth on CPU (the process's peak resident set), or
 ``torch.cuda.max_memory_allocated`` growth on CUDA. The full N x N attention matrix the official
@@ -61,6 +61,7 @@ def child(megapixels: float, budget: int, device: str, max_chunks: int | None) -
     import torch
 
     from oldphoto import nets
+    from oldphoto.checkpoints.registry import build_network
     from oldphoto.nets import nonlocal_arch
 
     torch.manual_seed(0)
@@ -85,7 +86,7 @@ def child(megapixels: float, budget: int, device: str, max_chunks: int | None) -
     else:
         chunks_run = chunks
 
-    mapping = nets.build("mapping_scratch").to(device)
+    mapping = build_network("mapping_scratch").to(device)
     latent = torch.randn(1, 64, h, w, device=device)
     mask = synthetic_mask(torch, side).to(device)
     with torch.inference_mode():

@@ -5,7 +5,7 @@ layout to a temporary folder; for each network this measures (median of ``--repe
 
 * ``torch.load`` of the official file (``weights_only=True``);
 * ``convert_to_cache`` (strict check + safetensors + sha256 record);
-* the naive per-job load: ``nets.build`` (random init) + ``read_official`` + ``load_state_dict``;
+* the naive per-job load: ``build_network`` (random init) + ``read_official`` + ``load_state_dict``;
 * ``load_network`` from the cache in this process;
 * ``load_network`` in a fresh interpreter, with its imports (torch, oldphoto) timed separately,
   and the wall time of the whole subprocess.
@@ -39,7 +39,7 @@ t1 = time.perf_counter()
 if int(sys.argv[3]) > 0:
     torch.set_num_threads(int(sys.argv[3]))
 from oldphoto.checkpoints import load_network
-import oldphoto.nets
+import oldphoto.checkpoints.registry
 t2 = time.perf_counter()
 net = load_network(sys.argv[1], sys.argv[2])
 t3 = time.perf_counter()
@@ -82,14 +82,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     from oldphoto import checkpoints as ck
-    from oldphoto import nets
+    from oldphoto.checkpoints.registry import build_network
+    from oldphoto.testing.recipe import write_recipe_checkpoints
 
     names = args.names or list(ck.OFFICIAL_FILES)
     with tempfile.TemporaryDirectory(prefix="oldphoto-bench-", dir=args.workdir) as tmp:
         root = Path(tmp)
         rows = []
         for name in names:
-            (official,) = ck.write_recipe_checkpoints(root / "checkpoints", [name])
+            (official,) = write_recipe_checkpoints(root / "checkpoints", [name])
             cache = root / "cache" / f"{name}.safetensors"
 
             t_torch_load = median_time(
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             t_convert = median_time(lambda: ck.convert_to_cache(official, name, cache), args.repeat)
 
             def naive():
-                net = nets.build(name)
+                net = build_network(name)
                 net.load_state_dict(ck.read_official(official, name))
 
             t_naive = median_time(naive, args.repeat)

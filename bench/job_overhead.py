@@ -148,7 +148,7 @@ from oldphoto.devices import select_device_for_job
 with select_device_for_job(sys.argv[3], int(sys.argv[4])) as (device, description):
     t3 = time.perf_counter()
     from oldphoto.checkpoints import load_network
-    import oldphoto.nets
+    import oldphoto.checkpoints.registry
     t4 = time.perf_counter()
     net = load_network(sys.argv[1], sys.argv[2], device=device)
     t5 = time.perf_counter()

@@ -70,12 +70,12 @@ def main() -> None:
 
     import torch
 
-    from oldphoto import nets
+    from oldphoto.checkpoints.registry import build_network
 
     torch.manual_seed(0)
-    encoder, mapping, decoder = (nets.build(n).eval() for n in
+    encoder, mapping, decoder = (build_network(n).eval() for n in
                                  ("VAE_A_quality", "mapping_quality", "VAE_B_quality"))
-    face = nets.build("Setting_9_epoch_100").eval()
+    face = build_network("Setting_9_epoch_100").eval()
     side = args.size
     x = torch.rand(1, 3, side, side) * 2 - 1
     face_x = torch.rand(1, 3, 256, 256) * 2 - 1

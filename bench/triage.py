@@ -75,16 +75,17 @@ def unet_detector(checkpoints: Path | None) -> tuple[str, Callable[[np.ndarray],
     import torch
 
     from oldphoto import checkpoints as ckpt
-    from oldphoto import nets, recipe, scratch
+    from oldphoto import scratch
+    from oldphoto.checkpoints.registry import build_network
+    from oldphoto.testing.recipe import recipe_weights
 
-    net = nets.build("detection")
+    net = build_network("detection")
     if checkpoints is not None:
         net.load_state_dict(ckpt.read_official(ckpt.official_path(checkpoints, "detection"),
                                                "detection"))
         label = f"pretrained U-Net (official weights from {checkpoints})"
     else:
-        m = recipe.manifest("detection_FT_Epoch_latest")
-        net.load_state_dict(recipe.recipe_state_dict(m["entries"], m["recipe_salt"]))
+        net.load_state_dict(recipe_weights("detection"))
         label = "pretrained U-Net, recipe weights (no official checkpoint here)"
     net.eval()
     torch.set_num_threads(2)

@@ -292,3 +292,22 @@ def make_grey_masters(folder: Path, height: int = 48, width: int = 64) -> dict[s
     with Image.open(path) as im:  # JPEG stores its own (lossy) values
         photos[path.name] = CorpusPhoto(path, 8, None, 1, icc, np.asarray(im).copy())
     return photos
+
+
+def shown_srgb(pixels: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """How a colour-managed viewer shows ``pixels`` (uint8, or float in [0, 1]) tagged with
+    ``icc``: their 8-bit sRGB values (``icc`` None: the values taken as sRGB)."""
+    from oldphoto.archival.colour import to_working_srgb
+    from oldphoto.archival.depth import to_uint8
+
+    return to_working_srgb(to_uint8(pixels), icc)
+
+
+def tone_stats(rgb: np.ndarray) -> dict[str, float]:
+    """The mean chroma of a uint8 RGB photo, BT.601 full range on 8-bit levels:
+    ``mean_cb`` (B - Y) x 0.564 and ``mean_cr`` (R - Y) x 0.713, Y = 0.299 R + 0.587 G + 0.114 B.
+    A sepia print has a clearly negative Cb (yellow-brown); a neutral grey has none."""
+    values = rgb.astype(np.float64)
+    y = values @ np.array([0.299, 0.587, 0.114])
+    return {"mean_cb": float((0.564 * (values[..., 2] - y)).mean()),
+            "mean_cr": float((0.713 * (values[..., 0] - y)).mean())}

@@ -9,20 +9,12 @@ from pathlib import Path
 
 from oldphoto.errors import BadImageError
 
-SETUP_CALLS: list[tuple[str, int]] = []
-
-
-def device_setup(pool: str, slot: int) -> None:
-    """The ``--device-setup`` hook: remember what it was called with."""
-    SETUP_CALLS.append((pool, slot))
-
-
 def handle(request: dict) -> dict:
     task = request["task"]
     params = request["params"]
     if task == "echo":
         return {"ok": True, "message": "echo", "params": params, "pid": os.getpid(),
-                "cwd": os.getcwd(), "setup_calls": SETUP_CALLS}
+                "cwd": os.getcwd()}
     if task == "env":
         return {"ok": True, "message": "env",
                 "value": os.environ.get(params["name"])}

@@ -64,11 +64,6 @@ class MaskKernels:
     erode_iterations: int
     blur_size: int
 
-    @property
-    def erosion_extent(self) -> int:
-        """Side of the single square erosion this equals (25 for the official 9×9×3)."""
-        return self.erode_iterations * (self.erode_size - 1) + 1
-
 
 @dataclass(frozen=True)
 class WarpedFace:
@@ -109,12 +104,6 @@ def histogram_luts(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
         cdf_reference = _cdf(reference[:, :, c])
         luts[c] = np.searchsorted(cdf_reference, cdf_source, side="left")
     return luts
-
-
-def match_histograms(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``source`` (uint8 H×W×C) with each channel's histogram matched to ``reference``'s."""
-    luts = histogram_luts(source, reference)
-    return np.stack([luts[c][source[:, :, c]] for c in range(source.shape[2])], axis=2)
 
 
 def _cdf(channel: np.ndarray) -> np.ndarray:

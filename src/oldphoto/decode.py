@@ -44,7 +44,7 @@ import numpy as np
 from oldphoto.errors import BadImageError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DecodedImage", "DecodingErrors", "read_image", "orient",
-           "resize_to", "apply_alpha"]
+           "exif_orientation", "raw_mode", "resize_to", "apply_alpha"]
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """PIL's own default ``Image.MAX_IMAGE_PIXELS`` (about 9459 × 9459)."""
@@ -306,8 +306,13 @@ def _pil_to_arrays(im, path: Path, notes: list[str]) -> tuple[np.ndarray, np.nda
     return np.asarray(converted, dtype=np.uint8).copy(), None
 
 
-def _raw_mode(im) -> str:
-    """The decoder's raw mode of the first tile (``"RGB;16B"`` for a 48-bit PNG), or ""."""
+def raw_mode(im) -> str:
+    """The decoder's raw mode of the first tile (``"RGB;16B"`` for a 48-bit PNG), or "".
+
+    Read it before ``im.load()``, which clears the tiles.  A ``;16`` in it is how a 16-bit colour
+    file shows through PIL's 8-bit modes (this module re-decodes those; the master record counts
+    their bit depth).
+    """
     try:
         args = im.tile[0][3]
     except (AttributeError, IndexError, TypeError):
@@ -319,7 +324,7 @@ def _raw_mode(im) -> str:
 
 def _is_16bit_colour(im) -> bool:
     # PIL decodes 16-bit-per-channel RGB(A)/LA into 8-bit modes by dropping the low byte.
-    return im.mode in ("RGB", "RGBA", "LA") and ";16" in _raw_mode(im)
+    return im.mode in ("RGB", "RGBA", "LA") and ";16" in raw_mode(im)
 
 
 def _decode_16bit_colour(data: bytes, size: tuple[int, int],
@@ -365,7 +370,12 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _exif_orientation(im, notes: list[str]) -> int:
+def exif_orientation(im, notes: list[str]) -> int:
+    """The EXIF orientation of an open PIL image (1..8), 1 when absent, invalid or unreadable.
+
+    What was found is appended to ``notes`` (applied, invalid, unreadable EXIF); a broken EXIF
+    block never makes a good image unusable.
+    """
     try:
         value = im.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception as err:  # noqa: BLE001 - broken EXIF must not make a good image unusable
@@ -442,7 +452,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             mode = im.mode
             sixteen_bit_colour = _is_16bit_colour(im)  # before load(), which clears im.tile
             im.load()  # full decode: truncated or corrupt data fails here, not later
-            orientation = _exif_orientation(im, notes)
+            orientation = exif_orientation(im, notes)
             decoded = None
             if sixteen_bit_colour:
                 decoded = _decode_16bit_colour(data, im.size, notes)

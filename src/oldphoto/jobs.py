@@ -173,32 +173,27 @@ class Job:
         return models
 
     def read_photo(self, path: str | Path):
+        """A decoded photo (:func:`oldphoto.decode.read_image`), its notes in this job's log."""
         from oldphoto.decode import read_image
 
-        photo = read_image(path, max_pixels=int(self.settings.get("max_image_pixels",
-                                                                  89_478_485)))
+        return self._noted(path, read_image(path, max_pixels=self._max_pixels()))
+
+    def read_original(self, path: str | Path):
+        """A photo as the restoration sees it, in the sRGB working space
+        (:func:`oldphoto.archival.master.read_original`), its notes in this job's log."""
+        from oldphoto.archival.master import read_original
+
+        return self._noted(path, read_original(path, max_pixels=self._max_pixels()))
+
+    def _max_pixels(self) -> int:
+        from oldphoto.decode import DEFAULT_MAX_PIXELS
+
+        return int(self.settings.get("max_image_pixels", DEFAULT_MAX_PIXELS))
+
+    def _noted(self, path: str | Path, photo):
         for note in photo.notes:
             self.log(f"{path}: {note}")
         return photo
-
-    def read_original(self, path: str | Path):
-        """A photo as the restoration sees it: :meth:`read_photo`, its values converted to the
-        sRGB working space when the file embeds an RGB ICC profile (``docs/archival.md``)."""
-        import dataclasses
-
-        from oldphoto.archival.colour import to_working_srgb
-        from oldphoto.archival.final import working_profile
-        from oldphoto.archival.master import read_icc_profile
-
-        photo = self.read_photo(path)
-        try:
-            icc = working_profile(read_icc_profile(path))
-        except OldPhotoError as err:  # the profile's reason, with this file's name
-            raise type(err)(path, err.reason) from None
-        if icc is None:
-            return photo
-        self.log(f"{path}: converted from its ICC profile to sRGB")
-        return dataclasses.replace(photo, rgb=to_working_srgb(photo.rgb, icc))
 
     def metadata(self) -> dict[str, str]:
         """What an output records about how it was made: version, backend, this rule's params."""

@@ -19,6 +19,9 @@ from oldphoto.scratch import mask_to_rgb, read_mask  # noqa: F401 - the stage fi
 MIN_NETWORK_GRID = 8
 """Smallest side (px) of the quality path's network grid the pretrained networks can run on."""
 
+DEFAULT_MEMORY_BUDGET_MB = 8000
+"""Memory budget (MB) of one stage-1 job when none is given (config ``memory_budget_mb``)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # Stage 1
@@ -39,7 +42,8 @@ def detect_scratches(rgb: np.ndarray, backend: str, unet: Any = None,
 def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                    mode: Mode | None = None, networks: Mapping[str, Any] | None = None,
                    device: Any = "cpu", test_mode: str = "Full", hr: bool | None = None,
-                   stretch: str = "official", memory_budget_mb: int = 8000,
+                   stretch: str = "official",
+                   memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
                    log: Callable[[str], None] = print, tiling: str = "auto") -> RestoredImages:
     """Global restoration of one photo, the function the workflow runs.
 

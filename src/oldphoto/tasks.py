@@ -41,7 +41,7 @@ def _param(job: "Job", name: str, default: str) -> str:
 
 
 def detect_scratches(job: "Job") -> None:
-    from oldphoto import report, stages
+    from oldphoto import stages, views
 
     photo = job.read_original(job.input("image"))
     unet = job.network("detection") if job.params["backend"] == "pretrained" else None
@@ -50,9 +50,9 @@ def detect_scratches(job: "Job") -> None:
     job.write_png(job.output("mask"), stages.mask_to_rgb(mask))
     job.log(f"scratch mask covers {100.0 * (mask > 0).mean():.2f}% of the photo")
     # the report's view of the mask, made while it is in memory
-    overlay = report.mask_overlay(image, mask)
-    report.write_jpeg(job.output("preview"),
-                      report.fit_within(overlay, int(job.params["preview_width"])))
+    overlay = views.mask_overlay(image, mask)
+    views.write_jpeg(job.output("preview"),
+                     views.fit_within(overlay, int(job.params["preview_width"])))
 
 
 def triage_scratches(job: "Job") -> None:
@@ -89,7 +89,8 @@ def restore_global(job: "Job") -> None:
     result = stages.restore_global(
         photo.rgb, mask, backend, mode=mode, networks=networks, device=job.device,
         test_mode=_param(job, "test_mode", "Full"), stretch=_param(job, "stretch", "official"),
-        memory_budget_mb=int(job.settings.get("memory_budget_mb", 8000)), log=job.log,
+        memory_budget_mb=int(job.settings.get("memory_budget_mb",
+                                              stages.DEFAULT_MEMORY_BUDGET_MB)), log=job.log,
     )
     job.write_png(job.output("origin"), result.origin)
     job.write_png(job.output("input_image"), result.input_image)
@@ -245,23 +246,23 @@ def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: d
     ``triage`` decision and the finals this one superseded)."""
     import cv2
 
-    from oldphoto import report, stages
+    from oldphoto import report, stages, views
     from oldphoto.archival.changes import change_map, replaced_face_boxes
     from oldphoto.archival.provenance import write_sidecar
     from oldphoto.archival.supersede import superseded_history
 
     preview_width = int(job.params["preview_width"])
     after = job.read_original(job.output("final")).rgb
-    report.write_jpeg(job.output("before_after"),
-                      report.side_by_side(before, after, max_width=preview_width))
+    views.write_jpeg(job.output("before_after"),
+                     views.side_by_side(before, after, max_width=preview_width))
 
     folder = Path(stages.record_path(job.input("faces"))).parent
     pairs = [(job.read_photo(folder / f"{job.image}_{k}.png").rgb, enhanced[k])
              for k in sorted(enhanced)]
     Path(job.output("face_strip")).mkdir(parents=True, exist_ok=True)
     if pairs:  # the folder stays empty without faces
-        report.write_jpeg(Path(job.output("face_strip")) / f"{job.image}.faces.jpg",
-                          report.fit_width(report.face_strip(pairs), preview_width))
+        views.write_jpeg(Path(job.output("face_strip")) / f"{job.image}.faces.jpg",
+                         views.fit_width(views.face_strip(pairs), preview_width))
 
     height, width = after.shape[:2]
     if before.shape[:2] != (height, width):  # final_size: official
@@ -270,8 +271,8 @@ def _write_views(job: "Job", before, record: dict, enhanced: dict, derivation: d
     mask = (stages.read_mask(job.input("mask"))
             if "mask" in job.inputs and taken.with_scratch else None)
     changes, stats = change_map(before, after, mask, replaced_face_boxes(record, (width, height)))
-    report.write_jpeg(job.output("changes"),
-                      report.fit_within(changes, int(job.params["change_map_width"])))
+    views.write_jpeg(job.output("changes"),
+                     views.fit_within(changes, int(job.params["change_map_width"])))
     provenance = dict(derivation["record"], changes=stats)
     timings = report.stage_timings(job.params["benchmarks"], job.image)
     timings[job.rule] = round(job.elapsed(), 3)  # this job: its own clock (no benchmark yet)

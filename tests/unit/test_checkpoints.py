@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from oldphoto import checkpoints as ck
-from oldphoto import nets
+from oldphoto.checkpoints import registry
+from oldphoto.checkpoints.registry import build_network
 from oldphoto.checkpoints import cache as ck_cache
 from oldphoto.errors import CheckpointError
 from oldphoto.testing import recipe
@@ -80,11 +81,10 @@ def outputs(name: str, net: torch.nn.Module) -> list[torch.Tensor]:
 def test_official_files_are_the_manifest_checkpoints():
     assert len(ALL) == 9
     for name in ALL:
-        m = ck.manifest(nets.MANIFEST_NAMES[name])
+        m = ck.manifest(ck.OFFICIAL_CHECKPOINTS[name].manifest)
         assert ck.OFFICIAL_FILES[name] == m["checkpoint"]
-        assert ck.OFFICIAL_CHECKPOINTS[name].manifest == nets.MANIFEST_NAMES[name]
         assert ck.manifest_of(name) == m
-    assert set(nets.MANIFEST_NAMES) == set(ALL)
+    assert set(ck.OFFICIAL_CHECKPOINTS) == set(ALL)
 
 
 def test_official_path_layout(tmp_path):
@@ -153,7 +153,7 @@ def test_missing_checkpoints_and_message_name_the_exact_paths(tmp_path):
 @pytest.mark.parametrize("name", ALL)
 def test_round_trip(name, scratch):
     """Recipe weights in the official file -> read -> cache -> load_network == direct load."""
-    stem = nets.MANIFEST_NAMES[name]
+    stem = ck.OFFICIAL_CHECKPOINTS[name].manifest
     entries = ck.manifest(stem)["entries"]
     (official,) = recipe.write_recipe_checkpoints(scratch / "ckpts", [name])
     assert official == ck.official_path(scratch / "ckpts", name)
@@ -188,7 +188,7 @@ def test_round_trip(name, scratch):
         # Same architecture as Setting_9_epoch_100, whose forward through the cache is compared
         # below; the 512 generator's forward (~30 s per pass on 2 cores) runs in test_nets.py.
         return
-    direct = nets.build(name)
+    direct = build_network(name)
     direct.load_state_dict(state, strict=True)
     del state, loaded_state
     got, want = outputs(name, loaded), outputs(name, direct)
@@ -483,13 +483,14 @@ def test_skipping_random_init_never_leaves_a_tensor_the_load_does_not_overwrite(
             self.conv = torch.nn.Conv2d(2, 3, 1)
             self.register_buffer("noise", torch.empty(4).normal_(), persistent=False)
 
-    monkeypatch.setattr(nets, "build", lambda name: WithScratchBuffer().eval())
+    monkeypatch.setattr(registry, "build_network", lambda name: WithScratchBuffer().eval())
     torch.manual_seed(0)
     net = ck.build_without_init("VAE_A_quality")  # falls back to a normal build
     torch.manual_seed(0)
     assert torch.equal(net.noise, WithScratchBuffer().noise)
 
-    monkeypatch.setattr(nets, "build", lambda name: torch.nn.Conv2d(2, 3, 1).eval())
+    monkeypatch.setattr(registry, "build_network",
+                        lambda name: torch.nn.Conv2d(2, 3, 1).eval())
     torch.manual_seed(0)
     skipped = ck.build_without_init("VAE_A_quality")
     torch.manual_seed(0)

@@ -19,13 +19,15 @@ CHILD = r"""
 import json, re, sys
 import numpy as np
 import torch
-from oldphoto import nets, stages, tiling
+from oldphoto import stages, tiling
+from oldphoto.checkpoints.registry import build_network
 torch.set_num_threads(1)
 torch.manual_seed(0)
 tiling.DEFAULT_OVERLAP = 32  # fewer tiles: this test is about the memory of one tile
 height, width, budget_mb, force = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-networks = {"encoder": nets.build("VAE_A_quality"), "mapping": nets.build("mapping_quality"),
-            "decoder": nets.build("VAE_B_quality")}
+networks = {"encoder": build_network("VAE_A_quality"),
+            "mapping": build_network("mapping_quality"),
+            "decoder": build_network("VAE_B_quality")}
 base = max(tiling.BASE["quality"], tiling.process_rss())  # what restore.plan_stage1 will use
 if budget_mb.startswith("tile"):  # the smallest budget in which tiles of this side fit
     tile = int(budget_mb[4:])

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from oldphoto import nets
 from oldphoto.nets.nonlocal_arch import scratch_keep_mask
 from oldphoto.nets.patch_attention_arch import binary_feature_mask, masked_patch_grid
-from oldphoto.checkpoints import manifest
+from oldphoto.checkpoints import OFFICIAL_CHECKPOINTS, manifest, manifest_of
+from oldphoto.checkpoints.registry import REGISTRY, build_network
 from oldphoto.testing.recipe import (recipe_sha256, recipe_state_dict, recipe_weights,
                                      state_dict_sha256)
 
 GOLDEN = Path(__file__).parents[1] / "data" / "networks" / "golden"
 INDEX = json.loads((GOLDEN / "index.json").read_text())["cases"]
-NAMES = list(nets.REGISTRY)
+NAMES = list(REGISTRY)
 
 
 @lru_cache(maxsize=None)
@@ -43,7 +43,7 @@ def recipe():
 def loaded(recipe):
     """``loaded(name)``: the built network with its recipe weights, loaded strictly."""
     def load(name: str) -> torch.nn.Module:
-        net = nets.build(name)
+        net = build_network(name)
         net.load_state_dict(recipe(name), strict=True)
         return net
     return load
@@ -83,26 +83,26 @@ def capture(**modules: torch.nn.Module):
 
 
 def test_registry_has_one_entry_per_official_checkpoint():
-    assert set(nets.REGISTRY) == set(nets.MANIFEST_NAMES) == {
+    assert set(REGISTRY) == set(OFFICIAL_CHECKPOINTS) == {
         "detection", "VAE_A_quality", "VAE_B_quality", "VAE_B_scratch", "mapping_quality",
         "mapping_scratch", "mapping_Patch_Attention", "Setting_9_epoch_100", "FaceSR_512"}
-    assert set(nets.MANIFEST_NAMES.values()) == set(recipe_sha256())
+    assert {c.manifest for c in OFFICIAL_CHECKPOINTS.values()} == set(recipe_sha256())
     with pytest.raises(KeyError, match="unknown network"):
-        nets.build("VAE_C")
+        build_network("VAE_C")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_layout_equals_manifest(name):
-    net = nets.build(name)
+    net = build_network(name)
     assert not net.training
     layout = [[key, list(value.shape), str(value.dtype).removeprefix("torch.")]
               for key, value in net.state_dict().items()]
-    assert layout == [list(entry) for entry in manifest(nets.MANIFEST_NAMES[name])["entries"]]
+    assert layout == [list(entry) for entry in manifest_of(name)["entries"]]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_weights_regenerate_bit_for_bit(name, recipe):
-    stem = nets.MANIFEST_NAMES[name]
+    stem = OFFICIAL_CHECKPOINTS[name].manifest
     assert state_dict_sha256(manifest(stem)["entries"], recipe(name)) == recipe_sha256()[stem]
 
 
@@ -124,8 +124,8 @@ def test_recipe_rules():
 def test_round_trip_hyper_parameters():
     """build -> state_dict -> load into a fresh build -> same outputs."""
     torch.manual_seed(0)
-    source = nets.build("VAE_A_quality")
-    target = nets.build("VAE_A_quality")
+    source = build_network("VAE_A_quality")
+    target = build_network("VAE_A_quality")
     target.load_state_dict(source.state_dict(), strict=True)
     x = torch.rand(1, 3, 20, 24) * 2 - 1
     with torch.inference_mode():
@@ -136,7 +136,7 @@ def test_round_trip_hyper_parameters():
 def test_configure_torch_disables_tf32():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    nets.build("VAE_A_quality")
+    build_network("VAE_A_quality")
     assert torch.backends.cuda.matmul.allow_tf32 is False
     assert torch.backends.cudnn.allow_tf32 is False
 

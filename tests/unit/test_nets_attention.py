@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from oldphoto import nets
+from oldphoto.checkpoints.registry import build_network
 from oldphoto.nets import nonlocal_arch
 from oldphoto.nets.nonlocal_arch import (NonLocalBlock2D_with_mask_Res, attention_chunk_rows,
                                          masked_attention, scratch_keep_mask)
@@ -174,7 +175,7 @@ def test_patch_attention_all_masked_keeps_features_and_warns():
 
 
 def test_hr_mapping_all_masked_runs_with_a_warning():
-    mapping = nets.build("mapping_Patch_Attention")
+    mapping = build_network("mapping_Patch_Attention")
     with torch.inference_mode(), pytest.warns(RuntimeWarning, match="all 1 patches"):
         out = mapping(torch.randn(1, 64, 8, 8), torch.ones(1, 1, 32, 32))
     assert out.shape == (1, 64, 8, 8) and torch.isfinite(out).all()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from oldphoto import nets, restore, stages, tiling
+from oldphoto import restore, stages, tiling
+from oldphoto.checkpoints.registry import build_network
 
 
 @pytest.fixture(autouse=True)
@@ -32,18 +33,18 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def quality_generator():
     torch.manual_seed(0)
-    encoder = nets.build("VAE_A_quality")
-    mapping = nets.build("mapping_quality")
-    decoder = nets.build("VAE_B_quality")
+    encoder = build_network("VAE_A_quality")
+    mapping = build_network("mapping_quality")
+    decoder = build_network("VAE_B_quality")
     return restore.global_generator(encoder, mapping, decoder)
 
 
 @pytest.fixture(scope="module")
 def scratch_generator():
     torch.manual_seed(1)
-    encoder = nets.build("VAE_A_quality")
-    mapping = nets.build("mapping_scratch")
-    decoder = nets.build("VAE_B_scratch")
+    encoder = build_network("VAE_A_quality")
+    mapping = build_network("mapping_scratch")
+    decoder = build_network("VAE_B_scratch")
     return restore.global_generator(encoder, mapping, decoder)
 
 

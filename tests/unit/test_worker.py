@@ -64,7 +64,7 @@ class Run:
 
     def submit(self, task: str, pool: str = "cpu", **fields):
         options = {name: fields.pop(name) for name in
-                   ("handler", "idle_timeout", "spawn_env", "device_setup") if name in fields}
+                   ("handler", "idle_timeout", "spawn_env") if name in fields}
         options.setdefault("handler", HANDLER)
         options.setdefault("idle_timeout", 30)
         options.setdefault("spawn_env", self.env)
@@ -235,9 +235,6 @@ def test_shutdown_all_stops_every_worker(run):
     assert not any(process_alive(pid) for pid in pids)
     assert running_workers(run.key) == []
     assert "exit: shutdown requested" in run.paths("a").log.read_text()
-    run.submit("echo", pool="a")
-    assert shutdown_all(run.key, remove=True) == 1
-    assert not runtime_dir(run.key).exists()
 
 
 def test_sigterm_stops_a_worker(run):
@@ -301,13 +298,6 @@ def test_other_handler_replaces_the_worker(run):
     first = run.submit("echo")
     second = run.submit("echo", handler="worker_handlers:handle_other")
     assert second["ok"] and second["worker"]["pid"] != first["worker"]["pid"]
-
-
-def test_device_setup_hook_runs_once_at_start(run):
-    hook = "worker_handlers:device_setup"
-    first = run.submit("echo", pool="net", device_setup=hook)
-    second = run.submit("echo", pool="net", device_setup=hook)
-    assert first["setup_calls"] == second["setup_calls"] == [["net", 0]]
 
 
 def test_worker_that_cannot_start_is_reported(run):

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, embedded, make_tiny_photos, run_snakemake, workflow_config
-from oldphoto import report
+from oldphoto import report, views
 from oldphoto.progress import Heartbeat
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -42,7 +42,7 @@ def solid(height: int, width: int, value) -> np.ndarray:
 
 def test_side_by_side_keeps_both_whole_at_one_height():
     before, after = solid(100, 50, 10), solid(100, 80, 200)
-    pair = report.side_by_side(before, after, max_width=1000, gap=6)
+    pair = views.side_by_side(before, after, max_width=1000, gap=6)
     assert pair.shape == (100, 50 + 6 + 80, 3) and pair.dtype == np.uint8
     assert (pair[:, :50] == 10).all() and (pair[:, 50:56] == 255).all()
     assert (pair[:, 56:] == 200).all()
@@ -50,33 +50,33 @@ def test_side_by_side_keeps_both_whole_at_one_height():
 
 def test_side_by_side_scales_to_max_width_and_the_smaller_height():
     before, after = solid(400, 300, 0), solid(200, 150, 255)  # same aspect, half the size
-    pair = report.side_by_side(before, after, max_width=108, gap=8)
+    pair = views.side_by_side(before, after, max_width=108, gap=8)
     # both at 200 px high (150 + 150 wide), then x (108 - 8) / 300 to fit
     assert pair.shape == (66, 50 + 8 + 50, 3)
     assert (pair[:, :50] == 0).all() and (pair[:, -50:] == 255).all()
     with pytest.raises(ValueError):
-        report.side_by_side(before, after.astype(np.float32))
+        views.side_by_side(before, after.astype(np.float32))
     with pytest.raises(ValueError):
-        report.side_by_side(before, after, max_width=5)
+        views.side_by_side(before, after, max_width=5)
 
 
 def test_mask_overlay_tints_only_the_scratches():
     rgb = solid(4, 5, 100)
     mask = np.zeros((4, 5), np.uint8)
     mask[1, 2] = 255
-    out = report.mask_overlay(rgb, mask, color=(255, 0, 0), opacity=0.5)
+    out = views.mask_overlay(rgb, mask, color=(255, 0, 0), opacity=0.5)
     assert out[1, 2].tolist() == [178, 50, 50]  # rint(0.5 * 100 + 0.5 * (255, 0, 0))
     untouched = np.ones((4, 5), bool)
     untouched[1, 2] = False
     assert (out[untouched] == 100).all()
     assert (rgb == 100).all()  # input unchanged
     with pytest.raises(ValueError):
-        report.mask_overlay(rgb, mask[:3])
+        views.mask_overlay(rgb, mask[:3])
 
 
 def test_face_strip_puts_each_face_above_its_enhancement_and_wraps():
     pairs = [(solid(256, 256, 10 * k), solid(256, 256, 10 * k + 5)) for k in range(1, 4)]
-    strip = report.face_strip(pairs, tile=20, gap=2, columns=2)
+    strip = views.face_strip(pairs, tile=20, gap=2, columns=2)
     # columns 2 + 20 + 2 + 20 + 2; rows 2 + (20 + 1 + 20) + 2 + (20 + 1 + 20) + 2
     assert strip.shape == (88, 46, 3)
     assert (strip[2:22, 2:22] == 10).all() and (strip[23:43, 2:22] == 15).all()
@@ -85,15 +85,15 @@ def test_face_strip_puts_each_face_above_its_enhancement_and_wraps():
     assert (strip[45:65, 2:22] == 30).all() and (strip[66:86, 2:22] == 35).all()
     assert (strip[45:88, 24:46] == 255).all()  # no fourth face
     with pytest.raises(ValueError):
-        report.face_strip([])
+        views.face_strip([])
 
 
 def test_fit_width_and_jpeg_round_trip(tmp_path):
     image = solid(30, 400, 128)
-    small = report.fit_width(image, 100)
+    small = views.fit_width(image, 100)
     assert small.shape == (8, 100, 3)  # round(30 * 100 / 400) = 8 (7.5 rounds to even)
-    assert report.fit_width(image, 500) is image
-    report.write_jpeg(tmp_path / "p.jpg", small)
+    assert views.fit_width(image, 500) is image
+    views.write_jpeg(tmp_path / "p.jpg", small)
     with Image.open(tmp_path / "p.jpg") as im:
         assert im.format == "JPEG" and im.size == (100, 8)
     assert not [p for p in tmp_path.iterdir() if p.name != "p.jpg"]  # no temp file left
@@ -101,10 +101,10 @@ def test_fit_width_and_jpeg_round_trip(tmp_path):
 
 def test_fit_within_bounds_the_longer_side():
     portrait, landscape = solid(400, 100, 7), solid(50, 300, 9)
-    assert report.fit_within(portrait, 200).shape == (200, 50, 3)
-    assert report.fit_within(landscape, 150).shape == (25, 150, 3)
-    assert report.fit_within(portrait, 400) is portrait
-    assert (report.fit_within(portrait, 200) == 7).all()
+    assert views.fit_within(portrait, 200).shape == (200, 50, 3)
+    assert views.fit_within(landscape, 150).shape == (25, 150, 3)
+    assert views.fit_within(portrait, 400) is portrait
+    assert (views.fit_within(portrait, 200) == 7).all()
 
 
 def test_rst_text_escapes_markup_and_flattens_lines():
@@ -220,7 +220,7 @@ def render_landing_page(tmp_path: Path, photos: int, tables: dict | None) -> str
     for k in range(photos):
         path = tmp_path / f"photo {k} [x]_.before-after.jpg"
         if not path.exists():
-            report.write_jpeg(path, solid(20, 40, 10 * (k % 20)))
+            views.write_jpeg(path, solid(20, 40, 10 * (k % 20)))
         previews.append(SimpleNamespace(path=path, name=path.name))
     categories = {}
     if previews:
@@ -328,7 +328,7 @@ def test_thumbnail_grid_inlines_every_image(tmp_path):
     paths = []
     for name in ("a b", "<c>"):
         path = tmp_path / f"{name}.before-after.jpg"
-        report.write_jpeg(path, solid(50, 1000, 90))
+        views.write_jpeg(path, solid(50, 1000, 90))
         paths.append(path)
     grid = report.thumbnail_grid_html(paths, columns=2, suffix=".before-after.jpg", max_width=100)
     images = re.findall(r'<img class="oldphoto-gallery" src="data:image/jpeg;base64,([^"]+)"',
@@ -566,8 +566,8 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     assert "Restored photos" not in result["views"]
     assert len(result["views"]["Scratch masks"]) == len(GOOD)
     assert result["views"]["Faces"]
-    for category, views in result["views"].items():
-        assert all(v["ok"] and v["width"] > 0 for v in views), (category, views)
+    for category, shown in result["views"].items():
+        assert all(v["ok"] and v["width"] > 0 for v in shown), (category, shown)
     assert "broken" in result["summary"] and "failed" in result["summary"]
     run_chromium(probed, tmp_path / "profile", "--window-size=1280,800", "--hide-scrollbars",
                  f"--screenshot={ARTIFACTS / 'report-gallery.png'}")

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from archival_corpus import tone_stats
 from conftest import dry_run_jobs, embedded, make_tiny_photos, run_snakemake, workflow_config
 
 pytestmark = pytest.mark.workflow
@@ -58,7 +59,6 @@ def sheet_run(tmp_path_factory):
 
 
 def test_each_photo_gets_the_format_quality_and_tone_of_its_row(sheet_run):
-    from oldphoto.archival.tone import tone_stats
     from oldphoto.decode import read_image
 
     tmp, _, out = sheet_run

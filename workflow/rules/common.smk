@@ -262,9 +262,10 @@ def network_resources(mem_mb):
 # Report views (made by detect_scratches and blend_faces; collected by report.smk)
 
 from oldphoto import report as report_lib  # noqa: E402
+from oldphoto import views as views_lib  # noqa: E402
 
-PREVIEW_WIDTH = report_lib.PREVIEW_WIDTH
-CHANGE_MAP_WIDTH = report_lib.CHANGE_MAP_WIDTH
+PREVIEW_WIDTH = views_lib.PREVIEW_WIDTH
+CHANGE_MAP_WIDTH = views_lib.CHANGE_MAP_WIDTH
 
 
 def get_title(wildcards):

@@ -2,8 +2,9 @@
 
 One concern per module:
 
-* :mod:`~oldphoto.archival.master` — :func:`read_master` (everything to carry over, read-only)
-  and :func:`read_master_pixels16` (full-precision pixels).
+* :mod:`~oldphoto.archival.master` — reading an original: :func:`read_original` (the photo as
+  the restoration sees it, in the sRGB working space), :func:`read_master` (everything to carry
+  over, read-only) and :func:`read_master_pixels16` (full-precision pixels).
 * :mod:`~oldphoto.archival.colour` — the sRGB working space and back (littleCMS via ImageCms).
 * :mod:`~oldphoto.archival.depth` — :func:`final_16bit`: a real 16-bit final from the 8-bit
   restoration.
@@ -32,12 +33,13 @@ from typing import Any
 
 _HOMES = {
     "change_map": "changes", "replaced_face_boxes": "changes",
-    "from_working_srgb": "colour", "grey_from_rgb": "colour", "render_srgb": "colour",
-    "to_working_srgb": "colour",
-    "final_16bit": "depth", "level_count": "depth",
+    "from_working_srgb": "colour", "grey_from_rgb": "colour", "to_working_srgb": "colour",
+    "working_profile": "colour",
+    "final_16bit": "depth",
     "write_derivative": "derivative",
     "output_format_for": "formats", "output_format_for_file": "formats",
     "Master": "master", "read_master": "master", "read_master_pixels16": "master",
+    "read_original": "master",
     "sha256_file": "master",
     "digital_source_type": "provenance", "provenance_record": "provenance",
     "provenance_xmp": "provenance", "write_sidecar": "provenance",

@@ -85,6 +85,20 @@ def _apply(transform, rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def working_profile(icc: bytes | None) -> bytes | None:
+    """The profile the working-space conversion uses: ``icc`` when it is an RGB profile.
+
+    A grey profile (or none) means the decoder's RGB values are taken as sRGB, as the library
+    documents (``docs/archival.md``, Colour).
+
+    Raises:
+        BadImageError: the profile is unreadable (no file named: the caller names it).
+    """
+    if icc is None or profile_colour_space(icc) != "RGB":
+        return None
+    return icc
+
+
 def to_working_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
     """The master's values (in profile ``icc``) converted to sRGB for the restoration.
 
@@ -111,15 +125,6 @@ def from_working_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
     if icc is None:
         return rgb
     return _apply(_transforms(icc)[1], rgb)
-
-
-def render_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
-    """How a colour-managed viewer shows ``rgb`` tagged with ``icc``: its sRGB values (uint8).
-
-    The same conversion as :func:`to_working_srgb`; named for what tests and reviewers use it
-    for (comparing two files as they look, whatever profiles they embed).
-    """
-    return _as_u8(to_working_srgb(rgb, icc))
 
 
 SRGB_LUMINANCE = (0.2126, 0.7152, 0.0722)

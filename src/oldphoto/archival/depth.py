@@ -101,7 +101,3 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
         return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     return np.rint(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 
-
-def level_count(channel: np.ndarray) -> int:
-    """Number of distinct values in an array (a 16-bit image made from 8-bit data has ≤ 256)."""
-    return int(np.unique(channel).size)

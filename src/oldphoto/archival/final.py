@@ -20,19 +20,6 @@ import numpy as np
 from oldphoto.errors import CheckpointError
 
 
-def working_profile(icc: bytes | None) -> bytes | None:
-    """The profile the working-space conversion uses: ``icc`` when it is an RGB profile.
-
-    A grey profile (or none) means the decoder's RGB values are taken as sRGB, as the library
-    documents (``docs/archival.md``, Colour).
-    """
-    from oldphoto.archival.colour import profile_colour_space
-
-    if icc is None or profile_colour_space(icc) != "RGB":
-        return None
-    return icc
-
-
 def backends_of(label: str) -> dict[str, str]:
     """``{"global": ..., "face": ...}`` from a backend label (``classical``, or
     ``global=pretrained,face=classical``; see :func:`oldphoto.dag.backend_label`)."""
@@ -130,7 +117,7 @@ def write_final(path: str | Path, restored_working: np.ndarray, *, master_path: 
         ``{"record": provenance record, "output": {"file", "format", "bits", "colour_model",
         "width", "height", "icc_profile", "metadata"}}``.
     """
-    from oldphoto.archival.colour import grey_from_rgb
+    from oldphoto.archival.colour import grey_from_rgb, working_profile
     from oldphoto.archival.depth import final_16bit
     from oldphoto.archival.derivative import icc_for_output, write_derivative
     from oldphoto.archival.formats import format_of_extension

@@ -12,10 +12,6 @@ from typing import Literal
 
 Format = Literal["png", "tiff", "jpeg"]
 
-OUTPUT_FORMATS = ("png", "tiff", "jpeg", "same")
-"""Canonical values of the ``output_format`` setting (``tif``/``jpg`` are spellings of tiff and
-jpeg: :mod:`oldphoto.spellings`)."""
-
 EXTENSIONS: dict[str, str] = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
 """File extension per output format."""
 

@@ -1,5 +1,8 @@
-"""What a master file holds that its derivatives must carry over, read without touching it.
+"""Reading an original (the master file), without touching it: its record, and its pixels.
 
+:func:`read_original` is the photo as the restoration sees it: :func:`oldphoto.decode.read_image`
+(8-bit RGB, oriented, alpha composited onto white) with its values converted to the sRGB working
+space when the file embeds an RGB ICC profile; every job reads originals and finals through it.
 :func:`read_master` gathers, in one frozen :class:`Master`, everything the final output needs
 from the input: its name and sha256, format, colour model, bit depth, ICC profile, resolution,
 EXIF orientation, and the EXIF / IPTC-IIM / XMP fields a derivative carries
@@ -23,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from oldphoto.errors import BadImageError
+from oldphoto.decode import DEFAULT_MAX_PIXELS, DecodedImage
+from oldphoto.errors import BadImageError, OldPhotoError
 from oldphoto.hashing import sha256_file  # noqa: F401 - oldphoto.archival.sha256_file
 
 if TYPE_CHECKING:
@@ -77,15 +81,11 @@ class Master:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     carried: "Carried | None" = field(default=None, compare=False, repr=False)
 
-    def tag(self, key: str, default: Any = None) -> Any:
-        """One carried field by libexiv2 key, e.g. ``master.tag("Exif.Image.Artist")``."""
-        return self.tags.get(key, default)
-
 
 def _bit_depth(im) -> int:
-    from oldphoto.decode import _raw_mode  # the decoder's own test for 16-bit colour
+    from oldphoto.decode import raw_mode  # the decoder's own test for 16-bit colour
 
-    if im.mode.startswith("I;16") or ";16" in _raw_mode(im):
+    if im.mode.startswith("I;16") or ";16" in raw_mode(im):
         return 16
     if im.mode == "I" and im.format == "PNG":  # older Pillow: a 16-bit grey PNG reads as "I"
         return 16
@@ -156,12 +156,42 @@ def read_icc_profile(path: str | Path) -> bytes | None:
     """
     from PIL import Image
 
-    from oldphoto.decode import DecodingErrors as _Decoding
+    from oldphoto.decode import DecodingErrors
 
-    with _Decoding(Path(path), "not a readable image", None), open(path, "rb") as handle, \
+    with DecodingErrors(Path(path), "not a readable image", None), open(path, "rb") as handle, \
             warnings.catch_warnings(), Image.open(handle) as im:
         warnings.simplefilter("ignore", UserWarning)
         return im.info.get("icc_profile") or None
+
+
+def read_original(path: str | Path,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """A photo as the restoration sees it: decoded, its values in the sRGB working space.
+
+    :func:`oldphoto.decode.read_image` (``max_pixels`` is its decompression-bomb guard), then,
+    when the file embeds an RGB ICC profile (:func:`~oldphoto.archival.colour.working_profile`),
+    :func:`~oldphoto.archival.colour.to_working_srgb`, which adds the note "converted from its
+    ICC profile to sRGB".  A grey profile, or none, leaves the values as decoded
+    (``docs/archival.md``, Colour).
+
+    Raises:
+        BadImageError: the file cannot be decoded, or its ICC profile is unreadable (the reason
+            names this file).
+    """
+    import dataclasses
+
+    from oldphoto.archival.colour import to_working_srgb, working_profile
+    from oldphoto.decode import read_image
+
+    photo = read_image(path, max_pixels=max_pixels)
+    try:
+        icc = working_profile(read_icc_profile(path))
+    except OldPhotoError as err:  # the profile's reason, with this file's name
+        raise type(err)(path, err.reason) from None
+    if icc is None:
+        return photo
+    return dataclasses.replace(photo, rgb=to_working_srgb(photo.rgb, icc),
+                               notes=[*photo.notes, "converted from its ICC profile to sRGB"])
 
 
 def read_master(path: str | Path, *, metadata: bool = True) -> Master:
@@ -177,7 +207,7 @@ def read_master(path: str | Path, *, metadata: bool = True) -> Master:
     from PIL import Image
 
     from oldphoto.archival.metadata import read_carried
-    from oldphoto.decode import DecodingErrors as _Decoding, _exif_orientation
+    from oldphoto.decode import DecodingErrors, exif_orientation
 
     path = Path(path)
     try:
@@ -186,7 +216,7 @@ def read_master(path: str | Path, *, metadata: bool = True) -> Master:
         raise BadImageError(path, "file not found") from None
     except OSError as err:
         raise BadImageError(path, f"cannot read file: {err.strerror or err}") from None
-    with _Decoding(path, "not a readable image", None), warnings.catch_warnings(), \
+    with DecodingErrors(path, "not a readable image", None), warnings.catch_warnings(), \
             Image.open(io.BytesIO(data)) as im:
         # PIL warns about the IPTC tag's TIFF type; libexiv2 reads IPTC below.
         warnings.simplefilter("ignore", UserWarning)
@@ -195,7 +225,7 @@ def read_master(path: str | Path, *, metadata: bool = True) -> Master:
         width, height = im.size
         bit_depth = _bit_depth(im)
         colour_model = "grey" if im.mode in GREY_MODES else "rgb"
-        orientation = _exif_orientation(im, notes)
+        orientation = exif_orientation(im, notes)
         icc = im.info.get("icc_profile") or None
         dpi = stated_dpi(im)
     carried = read_carried(data, path) if metadata else None
@@ -222,19 +252,19 @@ def read_master_pixels16(path: str | Path) -> np.ndarray:
     import cv2
     from PIL import Image
 
-    from oldphoto.decode import DecodingErrors as _Decoding, _exif_orientation, orient
+    from oldphoto.decode import DecodingErrors, exif_orientation, orient
 
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise BadImageError(path, f"cannot read file: {err.strerror or err}") from None
-    with _Decoding(path, "not a readable image", None), Image.open(io.BytesIO(data)) as im:
+    with DecodingErrors(path, "not a readable image", None), Image.open(io.BytesIO(data)) as im:
         mode = im.mode
         # As read_image does: the orientation left after a full load (PIL's TIFF loader applies
         # and removes the TIFF orientation, and OpenCV applies it to TIFFs too).
         im.load()
-        orientation = _exif_orientation(im, [])
+        orientation = exif_orientation(im, [])
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if array is None or array.dtype not in (np.uint8, np.uint16):
             # Formats or modes OpenCV does not decode exactly: PIL's 8-bit RGB(A).

@@ -74,13 +74,6 @@ def is_monochrome(rgb: np.ndarray, tolerance: float = MONOCHROME_TOLERANCE) -> b
     return tone_residual(rgb) < tolerance
 
 
-def tone_stats(rgb: np.ndarray) -> dict[str, float]:
-    """Mean Cb, mean Cr, mean chroma magnitude and the tone residual (8-bit levels)."""
-    _y, cb, cr = _ycbcr(rgb)
-    return {"mean_cb": float(cb.mean()), "mean_cr": float(cr.mean()),
-            "mean_chroma": float(np.hypot(cb, cr).mean()), "residual": tone_residual(rgb)}
-
-
 def apply_tone_keep(original_rgb: np.ndarray, restored_rgb: np.ndarray,
                     tolerance: float = MONOCHROME_TOLERANCE) -> np.ndarray:
     """``restored_rgb`` in the tone of ``original_rgb`` when the original is monochrome.

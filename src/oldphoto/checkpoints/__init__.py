@@ -6,6 +6,10 @@ One module per concern, one moment of a run each:
   constructor), where they lie under ``checkpoints_dir`` and which a run needs
   (:func:`official_path`, :func:`missing_checkpoints`, :func:`missing_message`,
   :func:`networks_for`), and the bundled manifests. No torch.
+* :mod:`~oldphoto.checkpoints.registry` -- :func:`build_network`: the network of a checkpoint,
+  the table's constructor call (class of :mod:`oldphoto.nets` and options), for a strict load.
+  Imported on first use (``oldphoto.checkpoints.build_network``): the package itself stays free
+  of torch.
 * :mod:`~oldphoto.checkpoints.official` -- :func:`read_official`: an official file, weights only,
   unwrapped, legacy details repaired, checked strictly against its manifest.
 * :mod:`~oldphoto.checkpoints.cache` -- :func:`convert_to_cache` (verify once, write safetensors
@@ -16,6 +20,9 @@ One module per concern, one moment of a run each:
 Test weights in the official layout are written by :mod:`oldphoto.testing.recipe`, which no
 production module imports.
 """
+
+import importlib
+from typing import Any
 
 from oldphoto.checkpoints.cache import (build_without_init, convert_to_cache, load_network,
                                         read_record, record_path, sha256_file, stamp_path,
@@ -51,4 +58,16 @@ __all__ = [
     "verify_official",
     "sha256_file",
     "stamp_path",
+    "build_network",
+    "REGISTRY",
 ]
+
+_LAZY = {"build_network": "registry", "REGISTRY": "registry"}  # torch only when used
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'oldphoto.checkpoints' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"oldphoto.checkpoints.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

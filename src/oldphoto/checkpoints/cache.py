@@ -242,7 +242,8 @@ def _init_functions() -> frozenset:
 
 
 def build_without_init(name: str) -> nn.Module:
-    """``oldphoto.nets.build(name)`` without filling its weights with random numbers.
+    """:func:`~oldphoto.checkpoints.registry.build_network` without filling its weights with
+    random numbers.
 
     Random initialisation is most of the cost of building a network (0.5 s for a face generator)
     and every value it writes is overwritten by the strict load. The random-fill functions are
@@ -252,7 +253,7 @@ def build_without_init(name: str) -> nn.Module:
     """
     from torch.overrides import TorchFunctionMode
 
-    from oldphoto import nets
+    from oldphoto.checkpoints.registry import build_network
 
     skip = _init_functions()
     skipped = []
@@ -267,10 +268,10 @@ def build_without_init(name: str) -> nn.Module:
             return func(*args, **kwargs)
 
     with SkipRandomInit():
-        net = nets.build(name)
+        net = build_network(name)
     covered = {t.data_ptr() for t in net.state_dict().values()}
     if any(t.data_ptr() not in covered for t in skipped):
-        net = nets.build(name)
+        net = build_network(name)
     return net
 
 

@@ -4,7 +4,8 @@
 file (relative to a clone of the official repository after unpacking its two release zips), the
 bundled manifest (``oldphoto/data/manifests/<manifest>.json``: every state-dict key in order with
 its shape and dtype) and the constructor with that checkpoint's inference options (the class name
-in :mod:`oldphoto.nets` and its keyword arguments; ``oldphoto.nets.REGISTRY`` is built from it).
+in :mod:`oldphoto.nets` and its keyword arguments; :mod:`oldphoto.checkpoints.registry` builds
+the networks from it).
 Everything else here is looked up in that table. Nothing in this module imports torch.
 """
 

@@ -28,9 +28,9 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma as float32 (0-255)."""
+    """Rec. 601 luma as float32 (0-255) of RGB values on the last axis (H×W×3, N×3)."""
     x = rgb.astype(np.float32)
-    return 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
 
 
 def estimate_noise_sigma(gray: np.ndarray, edge_quantile: float = 0.7) -> float:

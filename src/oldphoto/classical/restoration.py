@@ -183,7 +183,7 @@ def tint_strength(rgb: np.ndarray) -> float:
     x = rgb.astype(np.float32).reshape(-1, 3)
     step = max(1, x.shape[0] // 200_000)
     x = x[::step]
-    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    y = luminance(x)
     design = np.stack([y, np.ones_like(y)], axis=1)
     coef, *_ = np.linalg.lstsq(design, x, rcond=None)
     residual = float(np.mean(np.std(x - design @ coef, axis=0)))
@@ -215,7 +215,7 @@ def defade(rgb: np.ndarray, onset: tuple[float, float] = (25.0, 50.0), anchor: f
         y = luminance(rgb)[:, :, None]
         x = x + tone_removal * tint * (y - x)
         done["tint"] = round(tint, 3)
-    y = 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
+    y = luminance(x)
     low, high = (float(v) for v in np.percentile(y, [0.5, 99.5]))
     weight = float(np.clip((low - onset[0]) / (onset[1] - onset[0]), 0.0, 1.0))
     if weight > 0 and high - low > 8:

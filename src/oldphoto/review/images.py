@@ -61,25 +61,18 @@ def _fresh(cached: Path, source: Path) -> bool:
 
 
 def _load_rgb(source: Path):
-    """The photo as 8-bit sRGB pixels (a PIL image) as a colour-managed viewer shows it."""
+    """The photo as 8-bit sRGB pixels (a PIL image) as a colour-managed viewer shows it: as the
+    restoration reads it (:func:`oldphoto.archival.master.read_original`)."""
     from PIL import Image
 
-    from oldphoto.archival.colour import render_srgb
+    from oldphoto.archival.master import read_original
     from oldphoto.decode import read_image
+    from oldphoto.errors import OldPhotoError
 
-    decoded = read_image(source)
-    icc = None
     try:
-        with Image.open(source) as im:
-            icc = im.info.get("icc_profile")
-    except OSError:
-        icc = None
-    rgb = decoded.rgb
-    if icc:
-        try:
-            rgb = render_srgb(rgb, icc)
-        except Exception:  # a broken or non-RGB profile: show the values as they are
-            rgb = decoded.rgb
+        rgb = read_original(source).rgb
+    except OldPhotoError:  # a broken profile: show the values as they are (a bad image raises)
+        rgb = read_image(source).rgb
     return Image.fromarray(rgb)
 
 

@@ -159,9 +159,9 @@ def recipe_weights(name: str) -> dict[str, torch.Tensor]:
 
 def recipe_network(name: str) -> torch.nn.Module:
     """The network of official checkpoint ``name`` with its recipe weights, strictly loaded."""
-    from oldphoto import nets
+    from oldphoto.checkpoints.registry import build_network
 
-    net = nets.build(name)
+    net = build_network(name)
     net.load_state_dict(recipe_weights(name), strict=True)
     return net.eval()
 

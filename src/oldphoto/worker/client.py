@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -183,8 +182,7 @@ def run_in_process(request: dict, handler: str) -> dict:
 
 def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
            idle_timeout: float = 60, spawn_env: dict[str, str] | None = None,
-           connect_timeout: float = 60, device_setup: str | None = None,
-           watch: tuple[int, int] | None = None) -> dict:
+           connect_timeout: float = 60, watch: tuple[int, int] | None = None) -> dict:
     """Run ``request`` on a warm worker of ``pool`` and return the handler's result dict.
 
     Args:
@@ -201,8 +199,6 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
         spawn_env: the environment a spawned worker starts with (default: this process's),
             updated with ``request["env"]``.
         connect_timeout: seconds a spawned worker has to import its handler and answer.
-        device_setup: optional ``"module:function"`` the worker calls once at start with
-            ``(pool, slot)``, e.g. to pick its device before the first request.
         watch: ``(pid, starttime)`` of the process whose end ends the worker (default:
             :func:`oldphoto.worker.procs.find_run_owner`).
 
@@ -234,7 +230,7 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
                     break
                 _discard_stale(paths)
                 _spawn(paths, handler=handler, idle_timeout=idle_timeout, env=env,
-                       connect_timeout=connect_timeout, device_setup=device_setup,
+                       connect_timeout=connect_timeout,
                        watch=watch if watch is not None else find_run_owner())
                 spawns += 1
                 continue
@@ -391,15 +387,13 @@ def _spawn_environment(spawn_env: dict[str, str] | None, request_env: dict) -> d
 
 
 def _spawn(paths: WorkerPaths, *, handler: str, idle_timeout: float, env: dict[str, str],
-           connect_timeout: float, device_setup: str | None, watch: tuple[int, int]) -> None:
+           connect_timeout: float, watch: tuple[int, int]) -> None:
     """Start the worker of ``paths`` and wait until it answers a ping."""
     token = os.urandom(8).hex()
     cmd = [sys.executable, "-m", "oldphoto.worker.server", "--pool", paths.pool,
            "--slot", str(paths.slot), "--dir", str(paths.folder), "--handler", handler,
            "--idle", repr(float(idle_timeout)), "--watch", f"{watch[0]}:{watch[1]}",
            "--token", token]
-    if device_setup:
-        cmd += ["--device-setup", device_setup]
     with open(paths.log, "ab") as log:
         # The launched process forks the worker and exits at once (reaped here), so the worker
         # is in its own session, outside Snakemake's process group, and no child of this one.
@@ -510,23 +504,11 @@ def running_workers(key: str | None) -> list[dict[str, Any]]:
     return workers
 
 
-def shutdown_all(key: str | None, timeout: float = 10.0, *, remove: bool = False) -> int:
+def shutdown_all(key: str | None, timeout: float = 10.0) -> int:
     """Tell every worker of the run ``key`` to exit and wait up to ``timeout`` s; returns how
     many stopped.  An idle worker gets a shutdown message; one busy with a request gets SIGTERM
-    and exits when that request is answered.  With ``remove``, the run's folder (locks, logs) is
-    deleted once no worker is left (e.g. after a successful run; keep it after a failed one)."""
-    folder = runtime_dir(key)
-    stopped = _shutdown(folder, key, timeout)
-    if remove and folder.is_dir() and not running_workers(key):
-        # A worker's supervisor records its exit just after the worker is gone: remove the
-        # folder again if that record landed in it while it was being removed.
-        deadline = time.monotonic() + timeout
-        while True:
-            shutil.rmtree(folder, ignore_errors=True)
-            if not folder.exists() or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    return stopped
+    and exits when that request is answered.  The run's folder (locks, logs) stays."""
+    return _shutdown(runtime_dir(key), key, timeout)
 
 
 def _shutdown(folder: Path, key: str | None, timeout: float) -> int:

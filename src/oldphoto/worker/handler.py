@@ -27,7 +27,6 @@ from typing import Any, Callable
 from oldphoto.errors import ConfigError, OldPhotoError
 
 Handler = Callable[[dict], dict]
-REQUEST_KEYS = ("task", "inputs", "outputs", "params", "log", "env")
 
 
 def load_handler(spec: str) -> Handler:

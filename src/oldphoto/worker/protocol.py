@@ -11,8 +11,7 @@ Messages from a client to a worker are dicts with an ``op``:
 - ``{"op": "shutdown"}`` → ``{"ok": true, ...}``, then the worker exits;
 - ``{"op": "run", "handler": "mod:fn", "cwd": ..., "request": {...}}`` → the handler's result dict
   plus a ``worker`` entry, or ``{"ok": false, "respawn": reason}`` when this worker cannot serve
-  the request (another handler, or an ``env`` it was not started with).  A request whose ``task``
-  is ``"__shutdown__"`` is a shutdown.
+  the request (another handler, or an ``env`` it was not started with).
 """
 
 from __future__ import annotations

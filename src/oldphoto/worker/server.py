@@ -3,15 +3,14 @@
 Started by :func:`oldphoto.worker.client.submit` as::
 
     python -m oldphoto.worker.server --pool P --slot K --dir D --handler mod:fn --idle S \
-        --watch PID:STARTTIME --token T [--device-setup mod:fn]
+        --watch PID:STARTTIME --token T
 
 Processes: the launched process forks and exits at once; its child, the **supervisor**, forks
 the **server** and waits for it, so that whatever ends the server (an exception, ``os._exit``, a
 signal, the out-of-memory killer) its exit status is written to ``<pool>-<slot>.exit`` for the
 client that was waiting, and its socket and pid file are removed.  The supervisor imports
 nothing beyond the standard library; the server imports the handler (and with it torch and the
-models) once, calls the ``--device-setup`` hook once with ``(pool, slot)`` — the place for a
-handler module to pick and initialise its device, before the first request — and then serves.
+models) once and then serves.
 
 The server exits (removing its socket and pid file first) when
 
@@ -19,8 +18,8 @@ The server exits (removing its socket and pid file first) when
   client is about to talk to it;
 - the watched process is gone (checked every 0.5 s, also during a request, by its pid *and* start
   time, so a reused pid does not keep it alive), or its supervisor is;
-- it gets a shutdown message (or a request with task ``"__shutdown__"``) or SIGTERM (while
-  serving a request: once that request is answered).
+- it gets a shutdown message or SIGTERM (while serving a request: once that request is
+  answered).
 
 It inherits the environment of the client that spawned it (``CUDA_VISIBLE_DEVICES`` as Slurm or
 the GPU slot picker set it); a request whose ``env`` differs from that environment is answered
@@ -66,7 +65,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--watch", required=True, help="PID:STARTTIME of the run's owner")
     parser.add_argument("--token", default="")
-    parser.add_argument("--device-setup", default=None)
     return parser.parse_args(argv)
 
 
@@ -164,8 +162,6 @@ class Server:
                  f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
         started = time.monotonic()
         self.handler = load_handler(args.handler)
-        if args.device_setup:
-            load_handler(args.device_setup)(args.pool, args.slot)
         listener = self._listen()
         self.log(f"ready in {time.monotonic() - started:.2f}s")
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -269,8 +265,7 @@ class Server:
         request = message.get("request") if op == "run" else None
         if op == "ping":
             reply = {"ok": True, "message": "pong", "pid": os.getpid(), "token": self.args.token}
-        elif op == "shutdown" or (isinstance(request, dict)
-                                  and request.get("task") == "__shutdown__"):
+        elif op == "shutdown":
             self.stop_reason = "shutdown requested"
             self._remove_files()
             reply = {"ok": True, "message": "shutting down", "pid": os.getpid()}
