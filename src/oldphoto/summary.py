@@ -70,6 +70,31 @@ def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
         print(f"oldphoto: skipped {display_path(path)}: {reason}", file=sys.stderr)
 
 
+def install_console(workflow: Any, config: Mapping[str, Any], plan: Any) -> None:
+    """The console of a run's main process (:mod:`oldphoto.console`): one line per photo instead
+    of Snakemake's job blocks, no error block for a photo whose reason the summary states, the
+    dry run's opening and skipped files, and a summary that says so when everything is up to
+    date.  ``workflow``: the Snakefile's; ``plan``: its :class:`~oldphoto.plan.RunPlan`.
+    Nothing in a cluster job or a job's own Snakemake process."""
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    from snakemake.logging import logger
+
+    from oldphoto import console
+
+    console.RunConsole(
+        plan.inputs.images,
+        is_dry_run=lambda: workflow.dryrun,
+        on_nothing_to_do=lambda dry: finish_run(config, plan.inputs, plan.backend, ok=True,
+                                                settings=plan.settings, up_to_date=True,
+                                                write=not dry),
+        on_dry_run=lambda: announce(config, plan.backend, plan.inputs, plan.settings,
+                                    banner=False),
+        verbose=console.verbose_output(workflow.output_settings),
+        progress=console.progress_wanted(workflow.output_settings),
+    ).install(logger)
+
+
 def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     """image stem -> the one-line failure reasons its jobs wrote to their logs."""
     reasons: dict[str, list[str]] = {}

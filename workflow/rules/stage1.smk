@@ -32,7 +32,7 @@ rule detect_scratches:
         preview_width=report_lib.PREVIEW_WIDTH,
     threads: PLAN.network_threads("global")
     resources:
-        **network_resources(mem_mb=3000),
+        **PLAN.network_resources(mem_mb=3000),
         runtime=20,
     conda:
         "../../envs/oldphoto.yaml"
@@ -79,7 +79,7 @@ rule restore_global:
         job=PLAN.job_params("restore_global"),
     threads: PLAN.network_threads("global")
     resources:
-        **network_resources(mem_mb=config["memory_budget_mb"]),
+        **PLAN.network_resources(mem_mb=config["memory_budget_mb"]),
         runtime=60,
     conda:
         "../../envs/oldphoto.yaml"

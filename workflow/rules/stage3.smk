@@ -22,7 +22,7 @@ if PLAN.per_face:
             job=PLAN.job_params("enhance_face"),
         threads: PLAN.network_threads("face")
         resources:
-            **network_resources(mem_mb=3000),
+            **PLAN.network_resources(mem_mb=3000),
             runtime=10,
         conda:
             "../../envs/oldphoto.yaml"
@@ -47,7 +47,7 @@ else:
             job=PLAN.job_params("detect_and_enhance_faces"),
         threads: PLAN.network_threads("face")
         resources:
-            **network_resources(mem_mb=3000),
+            **PLAN.network_resources(mem_mb=3000),
             runtime=20,
         conda:
             "../../envs/oldphoto.yaml"

@@ -13,6 +13,6 @@ command before it runs Snakemake (:func:`oldphoto.requirements.refuse_missing_fo
 No image file is read and nothing heavy is imported.
 """
 
-from oldphoto.plan.run import PhotoPlan, RunPlan, build_plan
+from oldphoto.plan.run import PhotoPlan, RunPlan, build_plan, face_count
 
-__all__ = ["PhotoPlan", "RunPlan", "build_plan"]
+__all__ = ["PhotoPlan", "RunPlan", "build_plan", "face_count"]

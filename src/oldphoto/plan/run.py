@@ -263,6 +263,11 @@ class RunPlan:
         return (f"{protocol.image_argument('all')} " + protocol.setting_arguments(
             "download_checkpoints", {"checkpoints_dir": self.config["checkpoints_dir"]}))
 
+    def network_resources(self, mem_mb: int) -> dict[str, int]:
+        """Resources of a network job: a GPU slot (config ``gpu_per_job``; Snakemake's
+        ``--resources gpu=N`` caps how many run at once) and its memory."""
+        return {"gpu": self.config["gpu_per_job"], "mem_mb": mem_mb}
+
     def network_threads(self, group: str) -> int:
         """Threads of a network job of ``group`` (``global`` or ``face``): config threads where
         the official networks run (torch's intra-op threads follow them), one for the classical
