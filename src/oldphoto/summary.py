@@ -55,8 +55,8 @@ def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
     """The run's first lines: how many photos, where, set to which path, which backend; the
     backend's announcement (``banner``: a real run, once); every skipped file with its reason.
 
-    ``settings``: each photo's effective settings (:func:`oldphoto.plan.settings.photo_settings`); without
-    them every photo has the run's.
+    ``settings``: each photo's effective settings
+    (:func:`oldphoto.plan.settings.photo_settings`); without them every photo has the run's.
     """
     described = describe_modes(mode_counts(config, inputs.images, settings))
     print(

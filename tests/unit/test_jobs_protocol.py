@@ -144,6 +144,8 @@ def test_scheduling_goes_to_the_environment_and_back():
     for word, on in (("1", True), ("true", True), ("0", False), ("no", False), ("OFF", False),
                      ("False", False), ("", True)):
         assert protocol.read_scheduling({"OLDPHOTO_WORKERS": word})["workers"] is on, word
+    with pytest.raises(ValueError, match="OLDPHOTO_JOBS_PER_GPU='two': not a valid jobs_per_gpu"):
+        protocol.read_scheduling({"OLDPHOTO_JOBS_PER_GPU": "two"})
 
 
 def test_outcome_lines_are_read_back_by_the_run_summary(tmp_path):

@@ -1,10 +1,10 @@
 """The entry point of every workflow job: ``python -m oldphoto.jobs TASK key=value ...``.
 
 A rule's ``shell:`` line runs this (standard library only: no numpy, torch or dlib is imported
-here).  It reads its arguments into a job request (:func:`oldphoto.jobs.protocol.parse_command_line`)
-and hands it to a warm worker process of this run (:mod:`oldphoto.worker`), which keeps networks
-and dlib's models loaded between jobs, or runs it in this process when workers are off (config
-``workers: false``) or for a one-off task.  It exits 0, or 1 after printing the job's one-line
+here).  It reads its arguments into a job request
+(:func:`oldphoto.jobs.protocol.parse_command_line`) and hands it to a warm worker process of this
+run (:mod:`oldphoto.worker`), which keeps networks and dlib's models loaded between jobs, or runs
+it in this process when workers are off (config ``workers: false``) or for a one-off task.  It exits 0, or 1 after printing the job's one-line
 failure reason (for a photo's job not with the quiet console, :data:`oldphoto.console.QUIET_ENV`:
 the run summary names the photo with the reason, :mod:`oldphoto.console`); on Ctrl-C it exits
 130 without a traceback.  The arguments and the environment it reads:
@@ -55,7 +55,11 @@ def submit(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    request = protocol.parse_command_line(list(sys.argv[1:] if argv is None else argv))
+    try:
+        request = protocol.parse_command_line(list(sys.argv[1:] if argv is None else argv))
+    except ValueError as err:  # a scheduling variable that is not of its type
+        print(f"{protocol.ENTRY_MODULE}: {err}", file=sys.stderr)
+        return 1
     try:
         outcome = submit(request)
     except Exception as err:  # noqa: BLE001 - the job fails with a reason in its log, always

@@ -1,6 +1,7 @@
 """The boundary between Snakemake and a job, both ends: every task's settings, typed, once.
 
-A rule's ``shell:`` line runs ``python -m oldphoto.jobs TASK ARGUMENTS`` (:mod:`oldphoto.jobs.entry`).
+A rule's ``shell:`` line runs ``python -m oldphoto.jobs TASK ARGUMENTS``
+(:mod:`oldphoto.jobs.entry`).
 This module says what the arguments are, how the run plan writes them (:func:`job_command`,
 :func:`file_arguments`, :func:`setting_arguments`) and how the job reads them back
 (:func:`parse_command_line`, :func:`read_settings`)::
@@ -463,10 +464,19 @@ def scheduling_environment(config: Mapping[str, Any]) -> dict[str, str]:
 
 def read_scheduling(environ: Mapping[str, str]) -> dict[str, Any]:
     """The scheduling settings a job runs with, typed: each from its variable, else the
-    default (an empty variable counts as unset)."""
-    return {setting.key: (setting.parse(environ[setting.variable])
-                          if environ.get(setting.variable) else setting.default)
-            for setting in SCHEDULING}
+    default (an empty variable counts as unset).
+
+    Raises:
+        ValueError: a variable that does not read as its type (the message names it).
+    """
+    values = {}
+    for setting in SCHEDULING:
+        text = environ.get(setting.variable)
+        try:
+            values[setting.key] = setting.parse(text) if text else setting.default
+        except ValueError:
+            raise ValueError(f"{setting.variable}={text!r}: not a valid {setting.key}") from None
+    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The run plan: what a run does to each photo, worked out once when the Snakefile is read.
 
 :func:`build_plan` lists the run's photos (the folder, or its shard; the manifest for cluster
-jobs: :mod:`oldphoto.inputs`), reads each photo's effective settings (:mod:`oldphoto.plan.settings`),
-chooses the backend of each group of networks (:mod:`oldphoto.plan.backend`) and each photo's
-final extension.  The :class:`RunPlan` then answers, per photo, everything the rules ask: the
+jobs: :mod:`oldphoto.inputs`), reads each photo's effective settings
+(:mod:`oldphoto.plan.settings`), chooses the backend of each group of networks
+(:mod:`oldphoto.plan.backend`) and each photo's final extension.  The :class:`RunPlan` then answers, per photo, everything the rules ask: the
 files each job reads (``workflow/rules/common.smk``'s input functions return these paths), the
 networks each stage loads, and each job's settings, typed (:meth:`PhotoPlan.task_settings`) and
 as the job's command line (:meth:`RunPlan.job_params`, through :mod:`oldphoto.jobs.protocol`).
