@@ -99,7 +99,7 @@ class RunPlan:
         self.backend_label = backend_label(backend)
         self.final_ext = final_extensions(settings, inputs.images)
         self.images = sorted(inputs.images)
-        self.per_face = config["face_jobs"] == "per_face"
+        self.per_face = config.get("face_jobs") == "per_face"
         self._photos: dict[str, PhotoPlan] = {}
         self._by_settings: dict[int, PhotoPlan] = {}
         self._landmarks: list[str | None] = []
