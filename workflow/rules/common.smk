@@ -78,10 +78,10 @@ def get_models(stage):  # the checkpoint caches of a stage: detector, stage1 or 
     return lambda wildcards: PLAN.models(wildcards.image, stage)
 
 
-def get_stage2(wildcards):
-    """Stage 2 of a photo: its folder, or (per face) its record once the checkpoint has run."""
+def get_stage2(wildcards):  # the photo's stage-2 folder, or (per face) its checkpoint's record
     if PLAN.per_face:
-        return f"{checkpoints.detect_faces.get(image=wildcards.image).output[0]}/faces.json"
+        folder = checkpoints.detect_faces.get(image=wildcards.image).output[0]
+        return str(Path(folder, "faces.json"))
     return L.faces_dir(wildcards.image)
 
 
