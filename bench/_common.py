@@ -343,7 +343,7 @@ def _process_name(pid: int) -> str:
         return f"worker {pool}"
     if "snakemake" in argv:
         return "snakemake"
-    if "oldphoto.job" in argv:
+    if "oldphoto.jobs" in argv:
         return "job client"
     return Path(argv[0]).name if argv and argv[0] else "?"
 

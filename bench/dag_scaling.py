@@ -10,9 +10,8 @@ validation, the wildcard constraint, the DAG up to the stage-2 checkpoint) on N 
 N = 10, 100, 1,000 (``--dag-sizes``) with numbered names (``scan 00000``...), and the largest N
 again with random 12-character names.  The target is < 30 s for 1,000 photos.
 
-Part 3 — **the image wildcard constraint** in isolation: ``dag.stems_regex`` of N
-stems, compiled and matched against every stage-1 output path, as Snakemake does for each job's
-output; its cost per match shows whether the regex is linear or grows with N.
+(A part 3 timed the regex of every photo stem that was once the ``image`` wildcard constraint;
+the workflow uses ``[^/]+`` since (bench/results/scale.md), and the part went with the function.)
 
     .venv/bin/python bench/dag_scaling.py [--repeat 3] [--counts 1 4 16] [--dag-sizes 10 100 1000]
         [--output bench/results/dag_scaling.md]
@@ -25,11 +24,10 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (REPO, SAMPLES, fmt, loadavg, machine_info, machine_markdown,  # noqa: E402
+from _common import (SAMPLES, fmt, loadavg, machine_info, machine_markdown,  # noqa: E402
                      median, run_snakemake, workflow_config, write_results)
 
 
@@ -128,37 +126,12 @@ def dag_times(workdir: Path, sizes: list[int], repeat: int) -> list[str]:
     return rows
 
 
-def regex_times(sizes: list[int]) -> list[str]:
-    sys.path.insert(0, str(REPO / "src"))
-    from oldphoto.dag import stems_regex
-
-    rows = ["| stems N | file names | regex length | compile ms | match all N outputs ms | "
-            "µs per match |", "|---|---|---|---|---|---|"]
-    for kind in ("numbered", "random"):
-        for n in sizes:
-            stems = stem_names(n, kind)
-            start = time.perf_counter()
-            pattern = stems_regex(stems)
-            # Snakemake embeds the constraint as a named group in each output pattern.
-            regex = re.compile(r"results/stage_1_restore_output/restored_image/(?P<image>"
-                               + pattern + r")\.png$")
-            compiled = time.perf_counter() - start
-            paths = [f"results/stage_1_restore_output/restored_image/{s}.png" for s in stems]
-            start = time.perf_counter()
-            for _ in range(3):
-                assert all(regex.match(p) for p in paths)
-            matched = (time.perf_counter() - start) / 3
-            rows.append(f"| {n} | {kind} | {len(pattern)} | {compiled * 1e3:.1f} | "
-                        f"{matched * 1e3:.1f} | {matched / n * 1e6:.1f} |")
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--dag-sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--skip-runs", action="store_true", help="only parts 2 and 3")
+    parser.add_argument("--skip-runs", action="store_true", help="only part 2")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--label", default="")
@@ -173,9 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         rows, _ = run_times(workdir, args.counts, args.repeat)
         parts += ["### Run time for N photos (classical backend, small photos)", "", *rows, ""]
     parts += ["### DAG build: `snakemake -n` on N tiny photos", "",
-              *dag_times(workdir, args.dag_sizes, args.repeat), ""]
-    parts += ["### The image wildcard constraint (`dag.stems_regex`)", "",
-              *regex_times(sorted(set(args.dag_sizes) | {10000})), "",
+              *dag_times(workdir, args.dag_sizes, args.repeat), "",
               f"(load average at end: {loadavg()})", ""]
     text = "\n".join(parts)
     write_results(text, args.output, append=True)

@@ -142,7 +142,7 @@ from snakemake.logging import logger
 from snakemake.iocontainers import Snakemake
 t1 = time.perf_counter()
 from oldphoto import stages
-from oldphoto.jobs import run_job
+from oldphoto.jobs.runtime import run_request
 t2 = time.perf_counter()
 from oldphoto.devices import select_device_for_job
 with select_device_for_job(sys.argv[3], int(sys.argv[4])) as (device, description):

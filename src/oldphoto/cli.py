@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     from oldphoto.locks import FolderInUse, Ownership
 
+from oldphoto.checkout import UsageError, workflow_root
 from oldphoto.errors import OldPhotoError
 
-FACE_CHECKPOINTS = {False: "Setting_9_epoch_100", True: "FaceSR_512"}
 CONFIG_NAME = "oldphoto_config.yaml"
 EXT_CHOICES = ("png", "tiff", "tif", "jpeg", "jpg", "same", "auto")
 """``--ext``: the ``output_format`` spellings of config and sheet, and GFPGAN's ``auto`` for
@@ -37,39 +37,6 @@ EXT_CHOICES = ("png", "tiff", "tif", "jpeg", "jpg", "same", "auto")
 REPORT_TARGET = "gallery"
 EXIT_FOLDER_IN_USE = 3
 """Exit status when another run holds the output folder (or its lock's owner is unknown)."""
-
-
-class UsageError(Exception):
-    """A command line that cannot be run; the message says what to change."""
-
-
-def workflow_root() -> Path:
-    """The checkout holding the Snakefile: ``$OLDPHOTO_WORKFLOW`` or the editable install's.
-
-    ``oldphoto`` runs the workflow files of the repository (Snakefile, workflow/, config/), which
-    a wheel does not contain; with an editable install (scripts/install.sh, ``pip install -e``)
-    they sit two levels above the package: ``<repo>/src/oldphoto``.
-    """
-    override = os.environ.get("OLDPHOTO_WORKFLOW")
-    if override:
-        root = Path(override).expanduser().resolve()
-        if not (root / "Snakefile").is_file():
-            raise UsageError(f"OLDPHOTO_WORKFLOW={override}: no Snakefile there; point it at an "
-                             "oldphoto checkout")
-        return root
-    import oldphoto
-
-    package = Path(oldphoto.__file__).resolve().parent
-    root = package.parents[1]
-    if package.parent.name == "src" and (root / "Snakefile").is_file() \
-            and (root / "workflow" / "rules" / "common.smk").is_file():
-        return root
-    raise UsageError(
-        f"the oldphoto package at {package} is not inside an oldphoto checkout (no "
-        f"{root / 'Snakefile'}), so the workflow files cannot be found. Install from a clone "
-        "in editable mode (bash scripts/install.sh, or pip install -e <clone>), or set "
-        "OLDPHOTO_WORKFLOW=<clone>."
-    )
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
@@ -91,17 +58,20 @@ def parse_gpus(text: str | None) -> list[int] | None:
 
 
 def check_checkpoint_name(name: str, hr: bool) -> None:
-    """run.py's ``--checkpoint_name``: the face model, which ``--HR`` decides."""
-    wanted = FACE_CHECKPOINTS[hr]
-    if name == wanted or (hr and name == FACE_CHECKPOINTS[False]):
+    """run.py's ``--checkpoint_name``: the face model, which ``--HR`` decides
+    (:attr:`oldphoto.mode.Mode.face_network`)."""
+    from oldphoto.mode import Mode
+
+    standard, large = Mode(hr=False).face_network, Mode(hr=True).face_network
+    if name == Mode(hr=hr).face_network or (hr and name == standard):
         # run.py's default stays Setting_9_epoch_100 with --HR and then uses FaceSR_512
         return
-    if name == FACE_CHECKPOINTS[True]:
-        raise UsageError("--checkpoint_name FaceSR_512 is the 512-px face model of --HR; add --HR "
+    if name == large:
+        raise UsageError(f"--checkpoint_name {large} is the 512-px face model of --HR; add --HR "
                          "(or leave --checkpoint_name out)")
     raise UsageError(
         f"--checkpoint_name {name!r}: only the official face checkpoints are supported: "
-        f"{FACE_CHECKPOINTS[False]} (default) or {FACE_CHECKPOINTS[True]} with --HR. The "
+        f"{standard} (default) or {large} with --HR. The "
         "networks are built for those weights; a retrained checkpoint of the same architecture "
         "goes in place of the official file under --checkpoints_dir"
     )
@@ -141,6 +111,8 @@ when no run is alive anywhere (docs/resume.md).
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from oldphoto.mode import Mode
+
     parser = argparse.ArgumentParser(
         prog="oldphoto",
         usage="%(prog)s [options] [-- EXTRA snakemake arguments]\n"
@@ -160,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--GPU", default=None, metavar="LIST",
                         help="-1 for the CPU, or GPU indices such as 0 or 0,1 (config: device, "
                              "gpu_per_job; snakemake --resources gpu=N; CUDA_VISIBLE_DEVICES)")
-    parser.add_argument("--checkpoint_name", default=FACE_CHECKPOINTS[False], metavar="NAME",
+    parser.add_argument("--checkpoint_name", default=Mode(hr=False).face_network, metavar="NAME",
                         help="face model: Setting_9_epoch_100, or FaceSR_512 with --HR (config: "
                              "hr decides it; default: %(default)s)")
     parser.add_argument("--with_scratch", action="store_true",
@@ -357,7 +329,7 @@ def slurm_main(root: Path, out: Path, config: dict, config_file: Path, args: arg
                gpus: list[int] | None, extra: Sequence[str]) -> int:
     """``--slurm N``: one ``sbatch --array`` over shards of the folder; wait; merge summaries."""
     from oldphoto import slurm
-    from oldphoto.dag import discover_inputs
+    from oldphoto.inputs import discover_inputs
     from oldphoto.summary import summary_line
 
     photos = len(discover_inputs(config["input_dir"]).images)
@@ -554,7 +526,7 @@ def run_in_folder(root: Path, out: Path, config: dict, args: argparse.Namespace,
 def check_photos(input_dir: str, given: str) -> None:
     """The input folder holds at least one photo (else a UsageError naming the folder and what
     was skipped there), before any output folder is made."""
-    from oldphoto.dag import discover_inputs
+    from oldphoto.inputs import discover_inputs
     from oldphoto.errors import ConfigError
 
     try:

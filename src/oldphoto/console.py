@@ -44,7 +44,7 @@ IMAGE_RULES = frozenset({"detect_scratches", "triage_scratches", "restore_global
 with its reason (or, for a job killed without one, says so)."""
 
 QUIET_ENV = "OLDPHOTO_CONSOLE"
-"""``quiet``: a job does not repeat its ``FAILED`` line on stderr (:mod:`oldphoto.job`)."""
+"""``quiet``: a job does not repeat its ``FAILED`` line on stderr (:mod:`oldphoto.jobs.entry`)."""
 
 INTERRUPTED = "Terminating processes on user request"
 """The start of Snakemake's line on Ctrl-C (SIGINT): the jobs it stops then end in errors."""
@@ -55,7 +55,7 @@ NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up
 _SCHEDULER_CHATTER = re.compile(r"Select jobs to execute\.\.\.|Execute \d+ jobs?\.\.\."
                                 r"|DAG of jobs will be updated after completion\."
                                 r"|Adding .+ \([\d.]+ [KMGT]?B\)\.")  # the last: --report, per file
-_JOB_COMMAND = re.compile(r"-m oldphoto\.job \S+ rule=(\w+)")
+_JOB_COMMAND = re.compile(r"-m oldphoto\.jobs \S+ rule=(\w+)")
 _JOB_FAILED = ("Exiting because a job execution failed. Look above for error messages",
                "At least one job did not complete successfully.")
 _HIDDEN_EVENTS = {"workflow_started", "job_info", "group_info", "shellcmd", "job_finished",

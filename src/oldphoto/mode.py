@@ -1,7 +1,7 @@
 """The run mode of one photo: which networks, face size, mask dilation and stage-1 path it gets.
 
 The official ``run.py`` has two switches, ``--with_scratch`` and ``--HR``.  Everything they imply
-is written here once and looked up everywhere else (Snakefile, rules, job tasks, CLI, tiling):
+is written here once and looked up everywhere else (run plan, job tasks, CLI, tiling):
 
 ============  =================  ======================  ================  =========  ========
 mode          scratch detection  mapping                 decoder           mask dil.  faces
@@ -20,7 +20,7 @@ code.  A mode belongs to a photo, not to a run: a photo sheet can give every pho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Stage1Path = Literal["quality", "scratch", "hr"]
 
@@ -28,6 +28,31 @@ ENCODER = "VAE_A_quality"
 DETECTOR = "detection"
 HR_MASK_DILATION = 3
 """Dilations (3×3 kernel) of the scratch mask in HR mode: together a 7×7 square dilation."""
+
+
+class StageNetworks(NamedTuple):
+    """The official checkpoints each stage of a photo runs, in pipeline order."""
+
+    detector: tuple[str, ...]
+    """Stage 1, scratch detection (the scratch modes)."""
+    stage1: tuple[str, ...]
+    """Stage 1, global restoration: encoder, mapping, decoder (of both paths when the triage
+    picks one at run time)."""
+    face: tuple[str, ...]
+    """Stage 3, face enhancement."""
+
+    def group(self, group: str) -> tuple[str, ...]:
+        """The networks of one group of official checkpoints (they come in separate zips):
+        ``global`` (detector and stage 1) or ``face``."""
+        if group == "global":
+            return self.detector + self.stage1
+        if group == "face":
+            return self.face
+        raise ValueError(f"unknown checkpoint group {group!r}; expected global or face")
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.detector + self.stage1 + self.face
 
 
 @dataclass(frozen=True)
@@ -80,13 +105,19 @@ class Mode:
         return "FaceSR_512" if self.hr else "Setting_9_epoch_100"
 
     # -- all of it ------------------------------------------------------------------------------
-    def networks(self, faces: bool = True) -> list[str]:
-        """Every checkpoint this mode needs, in pipeline order (detector first)."""
-        names = [DETECTOR] if self.with_scratch else []
-        names += list(self.stage1_networks)
-        if faces:
-            names.append(self.face_network)
-        return names
+    def networks(self, *, either_path: bool = False) -> StageNetworks:
+        """Every checkpoint this mode runs, per stage: the one place that says which networks a
+        photo needs (the run plan asks it with the photo's backend).
+
+        ``either_path``: the photo's scratch triage picks its stage-1 path at run time
+        (``with_scratch: auto``), so its stage 1 is ready for both: this mode's networks and
+        the quality path's.
+        """
+        stage1 = list(self.stage1_networks)
+        if either_path:
+            stage1 += [n for n in Mode(False, self.hr).stage1_networks if n not in stage1]
+        return StageNetworks((DETECTOR,) if self.with_scratch else (), tuple(stage1),
+                             (self.face_network,))
 
     @property
     def key(self) -> str:

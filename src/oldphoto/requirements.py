@@ -116,8 +116,8 @@ def _unique(photo_settings: Iterable[Mapping[str, Any]]) -> list[Mapping[str, An
 def run_needs(config: Mapping[str, Any], photo_settings: Iterable[Mapping[str, Any]],
               backend: Mapping[str, str], extensions: Iterable[str]) -> list[Need]:
     """What a run needs, from its config, every photo's effective settings
-    (:func:`oldphoto.dag.photo_settings`), the backend of each checkpoint group
-    (:func:`oldphoto.dag.resolve_backend`) and the final outputs' extensions.
+    (:func:`oldphoto.plan.settings.photo_settings`), the backend of each checkpoint group
+    (:func:`oldphoto.plan.backend.resolve_backend`) and the final outputs' extensions.
 
     Only what some photo's settings use: dlib, scikit-image and the landmark model when a photo
     has ``faces``; the CNN model when one uses ``face_detector: cnn``; torch (and safetensors for
@@ -224,23 +224,16 @@ def refuse_missing(config: Mapping[str, Any], photo_settings: Iterable[Mapping[s
 
 def refuse_missing_for_config(config: Mapping[str, Any], *, slurm: bool = False) -> None:
     """:func:`refuse_missing` for a complete config (the ``oldphoto`` command, before it runs
-    Snakemake): the input folder, the photo sheet, the output extensions and the backend are
-    worked out as the Snakefile works them out (``workflow/rules/common.smk``).  ``slurm``:
+    Snakemake): the run plan the Snakefile builds (:func:`oldphoto.plan.build_plan`: the input
+    folder, the photo sheet, the output extensions and the backend).  ``slurm``:
     ``oldphoto --slurm`` also needs ``sbatch``.
 
     Raises the error of the first check that fails: ConfigError (folder, sheet),
     CheckpointError (``backend: pretrained`` without checkpoints) or MissingRequirementError.
     """
-    from oldphoto import dag
-    from oldphoto.mode import Mode
+    from oldphoto.plan import build_plan
 
-    folder = dag.discover_inputs(config["input_dir"])
-    inputs = dag.shard_inputs(config, folder)
-    settings = dag.photo_settings(config, inputs, folder)
-    modes = {dag.mode_of_settings(s) for s in _unique(settings.values())}
-    modes |= {Mode(False, s["hr"]) for s in _unique(settings.values())
-              if s["with_scratch"] == "auto"}
-    backend = dag.resolve_backend(config, modes or {dag.run_mode(config)})
-    extensions = set(dag.final_extensions(settings, inputs.images).values())
+    plan = build_plan(config)
     extra = [_need("sbatch", "oldphoto --slurm")] if slurm else []
-    refuse_missing(config, settings.values(), backend, extensions, extra)
+    refuse_missing(config, plan.settings.values(), plan.backend, set(plan.final_ext.values()),
+                   extra)

@@ -34,7 +34,7 @@ def shard_count(n_photos: int, photos_per_job: int) -> int:
 
 def summary_name(shard: str | None) -> str:
     """``run_summary.json``, or ``run_summary.shard-3of10.json`` for one shard."""
-    from oldphoto.dag import parse_shard
+    from oldphoto.inputs import parse_shard
 
     parsed = parse_shard(shard)
     return SUMMARY_NAME if parsed is None else f"run_summary.shard-{parsed[0]}of{parsed[1]}.json"

@@ -1,7 +1,7 @@
 """The four stages as whole-photo operations, for either backend.
 
 Each function takes arrays (and, for the ``pretrained`` backend, loaded networks) and returns
-arrays; the workflow's tasks (:mod:`oldphoto.tasks`) only read and write files around them.
+arrays; the workflow's tasks (:mod:`oldphoto.jobs.tasks`) only read and write files around them.
 Images are uint8 RGB H×W×3, masks uint8 H×W with 255 = scratch.  What a photo's
 :class:`~oldphoto.mode.Mode` implies (networks, mask dilation, face size) is looked up there.
 """
@@ -41,8 +41,8 @@ def detect_scratches(rgb: np.ndarray, backend: str, unet: Any = None,
 
 def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                    mode: Mode | None = None, networks: Mapping[str, Any] | None = None,
-                   device: Any = "cpu", test_mode: str = "Full", hr: bool | None = None,
-                   stretch: str = "official",
+                   device: Any = "cpu", test_mode: str | None = None, hr: bool | None = None,
+                   stage1_stretch: str | None = None,
                    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
                    log: Callable[[str], None] = print, tiling: str = "auto") -> RestoredImages:
     """Global restoration of one photo, the function the workflow runs.
@@ -56,7 +56,14 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
     Args:
         mode: the photo's mode; by default the scratch path when ``mask`` is given (``hr``
             chooses the HR scratch path, kept for callers that have no mode).
+        test_mode: the quality path's geometry (``Full``, ``Scale``, ``Crop``); None: the
+            official ``Full`` (the setting does not apply to the scratch path or the classical
+            backend).
+        stage1_stretch: how the network's output becomes 8 bits (``official``, ``clamp``);
+            None: ``official``.
     """
+    test_mode = test_mode or "Full"
+    stage1_stretch = stage1_stretch or "official"
     if mode is None:
         mode = Mode(with_scratch=mask is not None, hr=bool(hr))
     if backend == "pretrained":
@@ -83,7 +90,7 @@ def restore_global(rgb: np.ndarray, mask: np.ndarray | None, backend: str, *,
                                           "sides ≥ 6 px in test_mode Full)")
         return restore.restore_image(
             rgb, generator, device, mask=mask, test_mode=test_mode, hr=mode.hr,
-            stretch=stretch, memory_budget=budget, attention_budget=attention_budget,
+            stretch=stage1_stretch, memory_budget=budget, attention_budget=attention_budget,
             log=log, tiling=tiling,
         )
 
@@ -147,14 +154,15 @@ def enhance_face(face: np.ndarray, backend: str, generator: Any = None,
 
 
 def compose_final(restored: np.ndarray, record: Mapping[str, Any],
-                  enhanced: Mapping[int, np.ndarray], *, blending: str = "official",
+                  enhanced: Mapping[int, np.ndarray], *, face_blending: str,
                   original_size: tuple[int, int] | None = None,
                   log: Callable[[str], None] = print) -> np.ndarray:
-    """Blend the enhanced faces into the restored photo; resize to ``original_size`` (w, h)."""
+    """Blend the enhanced faces into the restored photo (``face_blending``: ``official`` or
+    ``adaptive``, :mod:`oldphoto.blend`); resize to ``original_size`` (w, h)."""
     from oldphoto import blend
 
     if record.get("faces"):
-        final, notes = blend.paste_faces_from_record(restored, record, enhanced, blending)
+        final, notes = blend.paste_faces_from_record(restored, record, enhanced, face_blending)
         for note in notes:
             log(note)
     else:

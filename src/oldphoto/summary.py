@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from oldphoto import __version__
+from oldphoto.archival.settings import path_taken
 from oldphoto.console import IMAGE_RULES
-from oldphoto.dag import backend_label, face_count
-from oldphoto.jobs import FAILED_PREFIX
+from oldphoto.jobs.protocol import FAILED_PREFIX, read_outcome_line, run_key
 from oldphoto.layout import SUMMARY_NAME, Layout, final_extension
-from oldphoto.mode import Mode
+from oldphoto.plan.backend import backend_label
+from oldphoto.plan.run import face_count
+from oldphoto.plan.settings import configured_mode, triage_decides
 
 
 def mode_counts(config: Mapping[str, Any], photos: Iterable[str],
@@ -32,8 +34,7 @@ def mode_counts(config: Mapping[str, Any], photos: Iterable[str],
     for stem in photos:
         photo = (settings or {}).get(stem) or config
         hr = "+hr" if photo["hr"] else ""
-        key = "auto" + hr if photo["with_scratch"] == "auto" else Mode(
-            bool(photo["with_scratch"]), bool(photo["hr"])).key
+        key = "auto" + hr if triage_decides(photo) else configured_mode(photo).key
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -54,8 +55,8 @@ def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
     """The run's first lines: how many photos, where, set to which path, which backend; the
     backend's announcement (``banner``: a real run, once); every skipped file with its reason.
 
-    ``settings``: each photo's effective settings (:func:`oldphoto.dag.photo_settings`); without
-    them every photo has the run's.
+    ``settings``: each photo's effective settings
+    (:func:`oldphoto.plan.settings.photo_settings`); without them every photo has the run's.
     """
     described = describe_modes(mode_counts(config, inputs.images, settings))
     print(
@@ -69,6 +70,31 @@ def announce(config: Mapping[str, Any], backend: Mapping[str, str], inputs,
         print(f"oldphoto: skipped {display_path(path)}: {reason}", file=sys.stderr)
 
 
+def install_console(workflow: Any, config: Mapping[str, Any], plan: Any) -> None:
+    """The console of a run's main process (:mod:`oldphoto.console`): one line per photo instead
+    of Snakemake's job blocks, no error block for a photo whose reason the summary states, the
+    dry run's opening and skipped files, and a summary that says so when everything is up to
+    date.  ``workflow``: the Snakefile's; ``plan``: its :class:`~oldphoto.plan.RunPlan`.
+    Nothing in a cluster job or a job's own Snakemake process."""
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    from snakemake.logging import logger
+
+    from oldphoto import console
+
+    console.RunConsole(
+        plan.inputs.images,
+        is_dry_run=lambda: workflow.dryrun,
+        on_nothing_to_do=lambda dry: finish_run(config, plan.inputs, plan.backend, ok=True,
+                                                settings=plan.settings, up_to_date=True,
+                                                write=not dry),
+        on_dry_run=lambda: announce(config, plan.backend, plan.inputs, plan.settings,
+                                    banner=False),
+        verbose=console.verbose_output(workflow.output_settings),
+        progress=console.progress_wanted(workflow.output_settings),
+    ).install(logger)
+
+
 def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
     """image stem -> the one-line failure reasons its jobs wrote to their logs."""
     reasons: dict[str, list[str]] = {}
@@ -80,20 +106,16 @@ def failure_reasons(log_dir: Path) -> dict[str, list[str]]:
         except OSError:
             continue
         for line in lines:
-            if line.startswith(FAILED_PREFIX):
-                # "FAILED <rule> <image>: <reason>"
-                head, _, reason = line[len(FAILED_PREFIX):].partition(" :: ")
-                _, _, image = head.partition(" ")
-                reasons.setdefault(image, []).append(reason.strip())
+            outcome = read_outcome_line(line)  # FAILED <rule> <image> :: <reason>
+            if outcome is not None and outcome[0] == "FAILED":
+                reasons.setdefault(outcome[2], []).append(outcome[3])
     return reasons
 
 
 def retried_jobs(log_dir: Path, since: float) -> dict[str, list[str]]:
     """image stem -> why each of its jobs written since ``since`` (this run) was retried: the
-    ``RETRIED <rule> <image> :: <reason>`` lines of
-    :func:`oldphoto.worker.client.submit_retrying_once`."""
-    from oldphoto.worker.client import RETRIED_PREFIX
-
+    ``RETRIED <rule> <image> :: <reason>`` lines (:func:`oldphoto.jobs.protocol.retried_line`)
+    a job writes when its warm worker died under it and it ran again."""
     retried: dict[str, list[str]] = {}
     if not log_dir.is_dir():
         return retried
@@ -105,10 +127,10 @@ def retried_jobs(log_dir: Path, since: float) -> dict[str, list[str]]:
         except OSError:
             continue
         for line in lines:
-            if line.startswith(RETRIED_PREFIX):
-                head, _, reason = line[len(RETRIED_PREFIX):].partition(" :: ")
-                rule, _, image = head.partition(" ")
-                retried.setdefault(image, []).append(f"{rule}: {reason.strip()}")
+            outcome = read_outcome_line(line)
+            if outcome is not None and outcome[0] == "RETRIED":
+                _, rule, image, reason = outcome
+                retried.setdefault(image, []).append(f"{rule}: {reason}")
     return retried
 
 
@@ -186,15 +208,14 @@ def summarize(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
             # sheet row set, and its decisions
             entry["settings"] = dict(photo)
             entry["from_sheet"] = sorted(getattr(photo, "from_sheet", ()))
-            mode = Mode(photo["with_scratch"] in (True, "auto"), bool(photo["hr"]))
-            entry["mode"] = mode.key
+            entry["mode"] = configured_mode(photo).key
         triage = Path(layout.triage(stem))
         if triage.is_file():
             try:
                 entry["triage"] = json.loads(triage.read_text(encoding="utf-8"))
                 if "mode" in entry:
-                    entry["mode"] = Mode(bool(entry["triage"]["with_scratch"]),
-                                         bool(settings[stem]["hr"])).key
+                    entry["mode"] = path_taken(configured_mode(settings[stem]),
+                                               entry["triage"]).key
             except (OSError, ValueError, KeyError):
                 entry["triage"] = None
         record = Path(layout.faces_record(stem))
@@ -304,7 +325,7 @@ def finish_run(config: Mapping[str, Any], inputs, backend: Mapping[str, str],
     summary_file = out / summary_name(config.get("shard"))
     if write and not up_to_date:
         # The run's warm workers end with it (they would also notice that Snakemake is gone).
-        shutdown_all(str(out.resolve()))
+        shutdown_all(run_key(config))
     summary = summarize(config, inputs, backend, settings)
     summary["snakemake_ok"] = ok
     if write:

@@ -2,7 +2,7 @@
 
 Pure functions (uint8 RGB arrays in, uint8 RGB arrays out); the jobs that have the pictures at
 hand (``detect_scratches`` for the scratch mask, ``blend_faces`` for the before/after, the face
-strip and the change map: :mod:`oldphoto.tasks`) call them and write JPEGs with
+strip and the change map: :mod:`oldphoto.jobs.tasks`) call them and write JPEGs with
 :func:`write_jpeg`.  ``snakemake --report`` then collects those files (:mod:`oldphoto.report`
 builds its captions and tables).
 """

@@ -102,25 +102,10 @@ def test_official_path_layout(tmp_path):
         ck.official_path(root, "VAE_C")
 
 
-def test_networks_for_each_mode():
-    assert ck.networks_for(with_scratch=False, hr=False) == [
-        "VAE_A_quality", "mapping_quality", "VAE_B_quality", "Setting_9_epoch_100",
-    ]
-    assert ck.networks_for(with_scratch=False, hr=True) == [
-        "VAE_A_quality", "mapping_quality", "VAE_B_quality", "FaceSR_512",
-    ]
-    assert ck.networks_for(with_scratch=True, hr=False) == [
-        "detection", "VAE_A_quality", "mapping_scratch", "VAE_B_scratch", "Setting_9_epoch_100",
-    ]
-    assert ck.networks_for(with_scratch=True, hr=True) == [
-        "detection", "VAE_A_quality", "mapping_Patch_Attention", "VAE_B_scratch", "FaceSR_512",
-    ]
-    assert ck.networks_for(with_scratch=True, hr=True, faces=False)[-1] == "VAE_B_scratch"
-
-
 def test_missing_checkpoints_and_message_name_the_exact_paths(tmp_path):
     root = tmp_path / "ckpts"
-    names = ck.networks_for(with_scratch=True, hr=False)
+    names = ["detection", "VAE_A_quality", "mapping_scratch", "VAE_B_scratch",
+             "Setting_9_epoch_100"]
     present = root / "Global/checkpoints/restoration/VAE_A_quality/latest_net_G.pth"
     present.parent.mkdir(parents=True)
     present.write_bytes(b"x")

@@ -1,5 +1,5 @@
 """The quiet console (oldphoto.console) on Snakemake's log records, the opening line's counts, the
-end of a run as printed (oldphoto.summary), and the backend's announcement (oldphoto.dag)."""
+end of a run as printed (oldphoto.summary), and the backend's announcement (oldphoto.plan.backend)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO
-from oldphoto import console, dag, summary
+from oldphoto import console, summary
+from oldphoto.inputs import discover_inputs
+from oldphoto.plan.backend import BackendChoice, resolve_backend
 from oldphoto.inputs import InputSet
 
 
@@ -55,12 +57,12 @@ RUN = [
     record("Select jobs to execute..."),
     record("Execute 2 jobs..."),
     job_info(1, "restore_global", "a"),
-    record("Shell command: python -m oldphoto.job restore_global ...", event="shellcmd"),
+    record("Shell command: python -m oldphoto.jobs restore_global ...", event="shellcmd"),
     job_info(2, "restore_global", "b"),
     record("Finished jobid: 1 (Rule: restore_global)", event="job_finished", job_id=1),
     record(None, event="progress", done=1, total=7),
     record("RuleException:\nCalledProcessError in file stage1.smk, line 92:\nCommand 'set -euo "
-           "pipefail;  PYTHONPATH=src python -m oldphoto.job restore_global rule=restore_global "
+           "pipefail;  PYTHONPATH=src python -m oldphoto.jobs restore_global rule=restore_global "
            "log=logs/b.log' returned non-zero exit status 1.", logging.ERROR, event="error",
            exception="RuleException"),
     record("Error in rule restore_global, jobid: 2", logging.ERROR, event="job_error",
@@ -105,7 +107,7 @@ def test_a_failure_of_another_rule_keeps_snakemakes_report():
     run, _, stream = make_console()
     records = RUN[:2] + [
         job_info(9, "prepare_checkpoint", None),
-        record("RuleException:\nCalledProcessError ... -m oldphoto.job prepare_checkpoint "
+        record("RuleException:\nCalledProcessError ... -m oldphoto.jobs prepare_checkpoint "
                "rule=prepare_checkpoint log=x", logging.ERROR, event="error",
                exception="RuleException"),
         record("Error in rule prepare_checkpoint, jobid: 9", logging.ERROR, event="job_error",
@@ -216,7 +218,7 @@ def test_opening_line_counts_auto_photos_as_auto(capsys):
     assert summary.mode_counts(RUN_CONFIG, ["x", "y"]) == {"quality": 2}  # the run's settings
     inputs = InputSet({s: Path(f"/in/{s}.png") for s in settings},
                       [(Path("/in/notes.txt"), "sidecar/metadata file (.txt)")])
-    backend = dag.BackendChoice({"global": "classical", "face": "classical"}, ["*** NOTE ***"])
+    backend = BackendChoice({"global": "classical", "face": "classical"}, ["*** NOTE ***"])
     summary.announce(RUN_CONFIG, backend, inputs, settings)
     assert capsys.readouterr().err.splitlines() == [
         f"oldphoto {summary.__version__}: 5 photo(s) from /in -> /out (1 quality, 1 scratch, "
@@ -273,7 +275,7 @@ def test_up_to_date_line():
 def test_backend_auto_announces_where_the_backend_is_recorded(tmp_path, capsys):
     config = {"backend": "auto", "checkpoints_dir": str(tmp_path), "with_scratch": False,
               "hr": False}
-    chosen = dag.resolve_backend(config)
+    chosen = resolve_backend(config)
     assert dict(chosen) == {"global": "classical", "face": "classical"}
     assert capsys.readouterr().err == ""  # announced once by the run, not here
     assert len(chosen.notes) == 2
@@ -281,7 +283,7 @@ def test_backend_auto_announces_where_the_backend_is_recorded(tmp_path, capsys):
     assert "CLASSICAL for the global networks" in note and str(tmp_path) in note
     assert "provenance sidecar (provenance/<photo>.json" in note and "XMP" in note
     assert "PNG metadata" not in note
-    assert dag.resolve_backend(dict(config, backend="classical")).notes == []
+    assert resolve_backend(dict(config, backend="classical")).notes == []
 
 
 def test_an_empty_or_imageless_folder_is_an_error_naming_it(tmp_path):
@@ -289,14 +291,14 @@ def test_an_empty_or_imageless_folder_is_an_error_naming_it(tmp_path):
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError) as info:
-        dag.discover_inputs(tmp_path / "empty")
+        discover_inputs(tmp_path / "empty")
     assert str(info.value) == (f"bad configuration: {tmp_path / 'empty'}: no photo in this "
                                "folder: it is empty (a mistyped path?)")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "index.txt").write_text("x")
     (tmp_path / "notes" / "scan.doc").write_text("x")
     with pytest.raises(ConfigError) as info:
-        dag.discover_inputs(tmp_path / "notes")
+        discover_inputs(tmp_path / "notes")
     assert info.value.path == str(tmp_path / "notes")
     assert info.value.reason.startswith("no photo in this folder: 2 entries skipped: index.txt "
                                         "(sidecar/metadata file (.txt)); scan.doc (unknown")

@@ -1,21 +1,18 @@
-"""The middle layer without Snakemake: a photo's Mode, the output Layout, DAG helpers, the job
-client's arguments (the stale-lock check: test_locks.py)."""
+"""The middle layer without Snakemake: a photo's Mode, the output Layout, a run's photos (shards,
+the manifest).  The job's command line: test_jobs_protocol.py; the run plan: test_plan.py (the
+stale-lock check: test_locks.py)."""
 
 from __future__ import annotations
 
-import inspect
 import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from oldphoto import dag, job
+from oldphoto import inputs as run_inputs
 from oldphoto.errors import ConfigError
 from oldphoto.layout import Layout
-from oldphoto.mode import ALL_MODES, Mode
+from oldphoto.mode import ALL_MODES, Mode, StageNetworks
 
 
 def test_mode_table():
@@ -32,9 +29,18 @@ def test_mode_table():
         "scratch+hr": (("VAE_A_quality", "mapping_Patch_Attention", "VAE_B_scratch"), 3, 512,
                        "FaceSR_512", "hr"),
     }
-    assert Mode(True, True).networks() == ["detection", "VAE_A_quality",
-                                           "mapping_Patch_Attention", "VAE_B_scratch",
-                                           "FaceSR_512"]
+    assert Mode(True, True).networks() == StageNetworks(
+        ("detection",), ("VAE_A_quality", "mapping_Patch_Attention", "VAE_B_scratch"),
+        ("FaceSR_512",))
+    assert Mode(False, False).networks().all == ("VAE_A_quality", "mapping_quality",
+                                                 "VAE_B_quality", "Setting_9_epoch_100")
+    # a photo whose triage picks its path at run time loads both paths' stage-1 networks
+    assert Mode(True, False).networks(either_path=True) == StageNetworks(
+        ("detection",), ("VAE_A_quality", "mapping_scratch", "VAE_B_scratch", "mapping_quality",
+                         "VAE_B_quality"), ("Setting_9_epoch_100",))
+    assert Mode(True, True).networks().group("global") == (
+        "detection", "VAE_A_quality", "mapping_Patch_Attention", "VAE_B_scratch")
+    assert Mode(True, True).networks().group("face") == ("FaceSR_512",)
     for mode in ALL_MODES:
         assert Mode.from_key(mode.key) == mode
     with pytest.raises(ValueError):
@@ -46,7 +52,7 @@ def test_mode_is_what_the_checkpoint_registry_needs():
     from oldphoto.checkpoints import OFFICIAL_FILES
 
     for mode in ALL_MODES:
-        assert set(mode.networks()) <= set(OFFICIAL_FILES)
+        assert set(mode.networks(either_path=True).all) <= set(OFFICIAL_FILES)
 
 
 def test_layout_is_the_official_layout():
@@ -65,18 +71,18 @@ def test_layout_is_the_official_layout():
 def test_shards_partition_the_photos_stably():
     stems = [f"scan {i:05d}" for i in range(2000)]
     images = {s: Path(f"{s}.png") for s in stems}
-    parts = [dag.select_shard(images, (k, 7)) for k in range(1, 8)]
+    parts = [run_inputs.select_shard(images, (k, 7)) for k in range(1, 8)]
     assert sum(len(p) for p in parts) == len(stems)
     assert set().union(*map(set, parts)) == set(stems)
     assert all(200 < len(p) < 400 for p in parts)  # roughly even
     # adding photos never moves one to another shard
     more = dict(images, **{f"new {i}": Path(f"new {i}.png") for i in range(100)})
-    assert set(dag.select_shard(images, (3, 7))) <= set(dag.select_shard(more, (3, 7)))
-    assert dag.parse_shard("3/10") == (3, 10) and dag.parse_shard(None) is None
+    assert set(run_inputs.select_shard(images, (3, 7))) <= set(run_inputs.select_shard(more, (3, 7)))
+    assert run_inputs.parse_shard("3/10") == (3, 10) and run_inputs.parse_shard(None) is None
     for bad in ("0/10", "11/10", "a/b", "3"):
         with pytest.raises(ConfigError):
-            dag.parse_shard(bad)
-    assert dag.manifest_name("3/10") == "inputs.shard-3of10.json"
+            run_inputs.parse_shard(bad)
+    assert run_inputs.manifest_name("3/10") == "inputs.shard-3of10.json"
 
 
 def test_manifest_round_trip(tmp_path):
@@ -88,51 +94,13 @@ def test_manifest_round_trip(tmp_path):
         (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(b"x")
     except OSError:
         pass
-    inputs = dag.discover_inputs(folder)
+    inputs = run_inputs.discover_inputs(folder)
     manifest = tmp_path / "m.json"
-    dag.write_manifest(manifest, folder, inputs)
-    again = dag.read_manifest(manifest, folder)
+    run_inputs.write_manifest(manifest, folder, inputs)
+    again = run_inputs.read_manifest(manifest, folder)
     assert again.images == inputs.images and again.skipped == inputs.skipped
-    assert dag.read_manifest(manifest, tmp_path) is None  # another input folder
+    assert run_inputs.read_manifest(manifest, tmp_path) is None  # another input folder
     config = {"input_dir": str(folder), "shard": None}
-    assert dag.load_inputs(config, manifest, reuse_manifest=True).images == inputs.images
-
-
-def test_scheduling_settings_go_to_the_environment_not_params():
-    env = dag.scheduling_environment({"device": "cuda", "jobs_per_gpu": 2, "memory_budget_mb": 6000,
-                                      "max_image_pixels": 10, "output_dir": "out",
-                                      "workers": False, "worker_idle_seconds": 5})
-    assert env["OLDPHOTO_DEVICE"] == "cuda" and env["OLDPHOTO_JOBS_PER_GPU"] == "2"
-    assert env["OLDPHOTO_MEMORY_BUDGET_MB"] == "6000" and env["OLDPHOTO_WORKERS"] == "0"
-    assert env["OLDPHOTO_WORKER_IDLE"] == "5"
-
-
-def test_job_arguments_round_trip_through_the_client(monkeypatch):
-    inputs = {"image": "in/a b.png", "enhanced": ["x/1.png", "x/it's.png"]}
-    outputs = {"final": "out/a b.png"}
-    job_entry = dag.job_params({"blending": "official", "title": lambda wc: f"{wc['image']}'s",
-                                "size": 512})
-    line = f'{dag.job_arguments(inputs, outputs)} {job_entry({"image": "a b"})}'
-    argv = ["blend_faces", "rule=blend_faces", "log=l.log", "threads=2", *shlex.split(line)]
-    monkeypatch.setenv("OLDPHOTO_DEVICE", "cpu")
-    monkeypatch.setenv("OLDPHOTO_MEMORY_BUDGET_MB", "500")
-    request = job.parse_args(argv)
-    assert request["inputs"] == inputs and request["outputs"] == outputs
-    assert request["params"] == {"blending": "official", "title": "a b's", "size": "512"}
-    assert request["settings"] == {"threads": 2, "device": "cpu", "memory_budget_mb": "500"}
-    assert request["image"] == "a b" and request["log"] == "l.log"
-    # another wildcard names the job (prepare_checkpoint: the network)
-    named = dag.job_params({}, wildcard="name")({"name": "face_512"})
-    assert job.parse_args(["t", *shlex.split(named)])["image"] == "face_512"
-    # a function of the wildcards only: Snakemake reruns a job when its value changes (it leaves
-    # functions of input or output out of that comparison)
-    assert list(inspect.signature(job_entry).parameters) == ["wildcards"]
-
-
-def test_job_client_imports_nothing_heavy():
-    code = ("import sys, oldphoto.job, oldphoto.dag, oldphoto.layout, oldphoto.mode; "
-            "heavy = {'numpy', 'torch', 'dlib', 'cv2', 'PIL'} & set(sys.modules); print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__)
-                                                                          .parents[2] / "src")))
-    assert out.stdout.strip() == "set()"
+    (folder / "added later.png").write_bytes(b"x")  # the manifest is read, not the folder
+    assert run_inputs.load_folder(config, manifest, reuse_manifest=True).images == inputs.images
+    assert "added later" in run_inputs.load_folder(config, manifest, reuse_manifest=False).images

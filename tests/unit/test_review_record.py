@@ -308,23 +308,23 @@ def test_premis_events_link_reviewer_master_and_derivative(folder, tmp_path):
 
 
 def test_the_workflow_reads_the_folder_sheet_when_the_config_names_none(folder):
-    from oldphoto import dag
     from oldphoto.inputs import list_inputs
+    from oldphoto.plan.settings import folder_sheet, photo_settings
 
     config = {"input_dir": str(folder.parent / "in"), "output_dir": str(folder),
               "with_scratch": False, "hr": False}
     inputs = list_inputs(folder.parent / "in")
-    assert dag.folder_sheet(config) is None
-    assert dag.photo_settings(config, inputs)[stem_of(1)]["hr"] is False
+    assert folder_sheet(config) is None
+    assert photo_settings(config, inputs)[stem_of(1)]["hr"] is False
     write_sheet_row(folder / "photo_sheet.tsv", f"{stem_of(1)}.png", {"hr": "yes"})
-    assert dag.folder_sheet(config) == str(folder / "photo_sheet.tsv")
-    settings = dag.photo_settings(config, inputs)
+    assert folder_sheet(config) == str(folder / "photo_sheet.tsv")
+    settings = photo_settings(config, inputs)
     assert settings[stem_of(1)]["hr"] is True and settings[stem_of(1)].from_sheet == {"hr"}
     assert settings[stem_of(2)]["hr"] is False
     # a sheet the config names wins over the folder's own
     named = folder.parent / "named.tsv"
     write_sheet_row(named, f"{stem_of(2)}.png", {"hr": "yes"})
-    settings = dag.photo_settings({**config, "photo_sheet": str(named)}, inputs)
+    settings = photo_settings({**config, "photo_sheet": str(named)}, inputs)
     assert settings[stem_of(1)]["hr"] is False and settings[stem_of(2)]["hr"] is True
 
 

@@ -235,8 +235,9 @@ def test_cli_sheet_default_path_is_the_current_folder(folder, tmp_path, monkeypa
 
 
 def test_photo_settings_apply_every_column_and_name_each_final_extension(folder, tmp_path):
-    from oldphoto import dag
     from oldphoto.inputs import list_inputs
+    from oldphoto.plan.run import final_extensions
+    from oldphoto.plan.settings import photo_settings
 
     path = tmp_path / "photos.tsv"
     path.write_text(f"{HEADER}\ttone\toutput_format\tjpeg_quality\n"
@@ -245,20 +246,20 @@ def test_photo_settings_apply_every_column_and_name_each_final_extension(folder,
     inputs = list_inputs(folder)
     run = {"photo_sheet": str(path), "input_dir": str(folder), "with_scratch": False,
            "hr": False, "tone": "official", "output_format": "png", "jpeg_quality": 95}
-    settings = dag.photo_settings(run, inputs)
+    settings = photo_settings(run, inputs)
     assert settings["a"]["tone"] == "keep" and settings["a"]["output_format"] == "tiff"
     assert settings["a"].from_sheet == {"tone", "output_format"}
     assert settings["group photo"]["jpeg_quality"] == 70
     assert settings["c"]["tone"] == "official" and not settings["c"].from_sheet
-    assert dag.final_extensions(settings, inputs.images) == {
+    assert final_extensions(settings, inputs.images) == {
         "a": "tif", "group photo": "jpg", "c": "png"}
 
 
 def test_a_shards_run_accepts_the_other_shards_rows_and_uses_its_own(folder, tmp_path):
     """The sheet is checked against the whole folder: with `shard: i/n` a row for a photo of
     another shard is no error, and each shard's photos get their rows."""
-    from oldphoto import dag
-    from oldphoto.inputs import list_inputs
+    from oldphoto.inputs import list_inputs, shard_inputs
+    from oldphoto.plan.settings import photo_settings
 
     path = tmp_path / "photos.tsv"
     path.write_text(f"{HEADER}\ttone\n" + "".join(
@@ -269,8 +270,8 @@ def test_a_shards_run_accepts_the_other_shards_rows_and_uses_its_own(folder, tmp
     for index in (1, 2, 3):
         run = {"photo_sheet": str(path), "input_dir": str(folder), "with_scratch": False,
                "hr": False, "tone": "official", "shard": f"{index}/3"}
-        shard = dag.shard_inputs(run, whole)
-        settings = dag.photo_settings(run, shard, whole)
+        shard = shard_inputs(run, whole)
+        settings = photo_settings(run, shard, whole)
         assert set(settings) == set(shard.images)
         seen.update({stem: s["tone"] for stem, s in settings.items()})
     assert seen == {"a": "keep", "c": "keep", "group photo": "keep"}

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from oldphoto import cli, dag, sheet, spellings
+from oldphoto import cli, sheet, spellings
 from oldphoto.errors import ConfigError
 from oldphoto.inputs import list_inputs
 from oldphoto.layout import final_extension
+from oldphoto.plan.config import coerce_spellings
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -28,7 +29,7 @@ BOOLEANS = {"yes": True, "YES": True, "true": True, "True": True, "no": False, "
 def config_value(key: str, value) -> object:
     """``key`` as the workflow sees it after ``--config key=value``: coerced, then validated."""
     config = {"input_dir": "in", "output_dir": "out", key: value}
-    dag.coerce_spellings(config, SCHEMA.name, SCHEMA.parent)
+    coerce_spellings(config, SCHEMA.name, SCHEMA.parent)
     jsonschema.Draft202012Validator(yaml.safe_load(SCHEMA.read_text())).validate(config)
     return config[key]
 

@@ -11,20 +11,32 @@ from pathlib import Path
 import pytest
 
 from oldphoto.archival.provenance import sidecar_record
-from oldphoto.archival.settings import (RECORDED_SETTINGS, networks_used, path_taken,
-                                        recorded_settings, typed_value)
+from oldphoto.archival.settings import networks_used, path_taken, recorded_settings
 from oldphoto.archival.supersede import (other_finals, supersede_other_finals,
                                          superseded_history)
+from oldphoto.jobs.protocol import recorded
 from oldphoto.mode import Mode
 
-# blend_faces's shaping params as the job reads them from its command line (text)
-PARAMS = {"blending": "official", "carry_metadata": "True", "face_network": "-",
-          "final_size": "original", "jpeg_quality": "95", "mode": "scratch",
-          "output_format": "png", "stretch": "-", "test_mode": "-", "tone": "official"}
+# blend_faces's settings as the job reads them (typed; oldphoto.jobs.protocol), classical backend
+SETTINGS = {"backend": "classical", "face_blending": "official", "final_size": "original",
+            "mode": Mode(with_scratch=True), "test_mode": None, "stage1_stretch": None,
+            "face_network": None, "output_format": "png", "tone": "official", "jpeg_quality": 95,
+            "carry_metadata": True, "preview_width": 1200, "change_map_width": 1200,
+            "benchmarks": "out/benchmarks"}
+PARAMS = recorded("blend_faces", SETTINGS)
 CLEAN = {"with_scratch": False, "coverage": 0.0010565291563275434,
          "line_score": 0.1066345779715852, "components": 1,
          "reason": "1 line-like of 1 component(s), 0.107 diagonals ...: no scratch path",
          "backend": "classical"}
+
+
+def test_the_record_keeps_its_names_and_leaves_out_the_backend_and_the_views():
+    """The record's keys are a file format (docs/archival.md): ``face_blending`` is recorded as
+    ``blending``, ``stage1_stretch`` as ``stretch``; the backend is stated on its own."""
+    assert PARAMS == {"blending": "official", "carry_metadata": True, "face_network": None,
+                      "final_size": "original", "jpeg_quality": 95,
+                      "mode": Mode(with_scratch=True), "output_format": "png", "stretch": None,
+                      "test_mode": None, "tone": "official"}
 
 
 def test_settings_are_typed_never_text_for_booleans_numbers_or_not_applicable():
@@ -33,23 +45,16 @@ def test_settings_are_typed_never_text_for_booleans_numbers_or_not_applicable():
                         "final_size": "original", "jpeg_quality": None, "mode": "scratch",
                         "output_format": "png", "stretch": None, "test_mode": None,
                         "tone": "official", "with_scratch": True}
-    jpeg = recorded_settings(dict(PARAMS, output_format="jpeg", jpeg_quality="80",
-                                  carry_metadata="False", mode="quality+hr", test_mode="Scale",
+    jpeg = recorded_settings(dict(PARAMS, output_format="jpeg", jpeg_quality=80,
+                                  carry_metadata=False, mode=Mode(False, True), test_mode="Scale",
                                   face_network="FaceSR_512", stretch="official"),
                              final_format="jpeg")
     assert (jpeg["jpeg_quality"], jpeg["carry_metadata"], jpeg["with_scratch"]) == (80, False,
                                                                                    False)
     assert (jpeg["mode"], jpeg["test_mode"], jpeg["face_network"], jpeg["stretch"]) == (
         "quality+hr", "Scale", "FaceSR_512", "official")
-    # typed values (a unit test's job) read the same
-    assert recorded_settings(dict(PARAMS, carry_metadata=True, jpeg_quality=95),
-                             final_format="png") == settings
-    assert typed_value("jpeg_quality", "7") == 7 and typed_value("stretch", "-") is None
-    with pytest.raises(ValueError):
-        typed_value("carry_metadata", "maybe")
-    with pytest.raises(KeyError):  # a new stage-4 param must be declared with its type
-        recorded_settings(dict(PARAMS, brightness="3"), final_format="png")
-    assert set(PARAMS) == set(RECORDED_SETTINGS)
+    # a mode given by its key reads the same
+    assert recorded_settings(dict(PARAMS, mode="scratch"), final_format="png") == settings
 
 
 def test_an_auto_photo_records_the_path_its_triage_chose_with_the_figures():
@@ -59,7 +64,7 @@ def test_an_auto_photo_records_the_path_its_triage_chose_with_the_figures():
     assert clean["triage"] == {"with_scratch": False, "coverage": 0.001057,
                                "line_score": 0.1066, "components": 1}
     scratched = dict(CLEAN, with_scratch=True, line_score=1.255)
-    taken = recorded_settings(dict(PARAMS, mode="scratch+hr", test_mode="Full"),
+    taken = recorded_settings(dict(PARAMS, mode=Mode(True, True), test_mode="Full"),
                               final_format="png", triage=scratched)
     assert taken["mode"] == "scratch+hr" and taken["test_mode"] is None
     assert taken["triage"]["with_scratch"] is True

@@ -1,5 +1,5 @@
 """The run summary counts the jobs retried after their worker died (oldphoto.summary), from the
-``RETRIED`` lines the job client writes (oldphoto.worker.client.submit_retrying_once)."""
+``RETRIED`` lines a job writes when its worker died (oldphoto.jobs.protocol.retried_line)."""
 
 from __future__ import annotations
 

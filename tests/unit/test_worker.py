@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from oldphoto.errors import ConfigError
+from oldphoto.jobs import protocol
 from oldphoto.worker import client
 from oldphoto.worker.client import (
     WorkerPaths,
@@ -76,8 +77,7 @@ class Run:
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.delenv(client.WORKERS_ENV, raising=False)
+def run(tmp_path):
     this = Run(tmp_path)
     yield this
     shutdown_all(this.key, timeout=5)
@@ -307,11 +307,11 @@ def test_worker_that_cannot_start_is_reported(run):
     assert "ModuleNotFoundError" in str(caught.value)
 
 
-def test_workers_disabled_runs_in_process(run, monkeypatch):
-    monkeypatch.setenv(client.WORKERS_ENV, "0")
-    result = run.submit("echo", params={"n": 1})
+def test_run_in_process_answers_like_a_worker_without_one(run):
+    result = client.run_in_process({"task": "echo", "params": {"n": 1}}, HANDLER)
     assert result["ok"] and result["pid"] == os.getpid() and "worker" not in result
-    failed = run.submit("raise")
+    assert result["params"] == {"n": 1}
+    failed = client.run_in_process({"task": "raise"}, HANDLER)
     assert failed["message"] == "internal error (ValueError: boom from the handler)"
     assert not runtime_dir(run.key).exists()
 
@@ -327,10 +327,15 @@ def test_malformed_requests_are_config_errors(run):
 # One retry when the worker dies under a request (client.submit_retrying_once)
 # ------------------------------------------------------------------------------------------------
 def submit_retrying(run: Run, task: str, watch: tuple[int, int] | None = None, **fields):
+    """As a workflow job submits: its RETRIED line (oldphoto.jobs.protocol) written on retry."""
+    def on_retry(died: str) -> None:
+        protocol.append_to_log(fields.get("log"), protocol.retried_line("restore_global", "p07",
+                                                                        died))
+
     return client.submit_retrying_once(
         {"task": task, "rule": "restore_global", "image": "p07", **fields}, pool="cpu",
         key=run.key, watch=watch or run.watch, handler=HANDLER, idle_timeout=30,
-        spawn_env=run.env, connect_timeout=30)
+        spawn_env=run.env, connect_timeout=30, on_retry=on_retry)
 
 
 def test_a_request_whose_worker_died_is_retried_once_in_a_fresh_worker(run, tmp_path):

@@ -147,7 +147,7 @@ def _job_pids(pgid: int) -> dict[int, str]:
                 args = handle.read().split(b"\0")
         except OSError:
             continue
-        if b"oldphoto.job" in args:  # python -m oldphoto.job TASK rule=NAME ...
+        if b"oldphoto.jobs" in args:  # python -m oldphoto.jobs TASK rule=NAME ...
             for arg in args:
                 if arg.startswith(b"rule="):
                     jobs[pid] = arg[5:].decode(errors="replace")

@@ -211,7 +211,7 @@ def test_verbose_shows_the_shell_lines(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--printshellcmds" in proc.stderr.splitlines()[0]
     shell = [line for line in (proc.stdout + proc.stderr).splitlines()
-             if "-m oldphoto.job blend_faces" in line]
+             if "-m oldphoto.jobs blend_faces" in line]
     assert len(shell) == 3  # one per photo
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tiny_photos, run_snakemake, workflow_config
-from oldphoto.tasks import NETWORK_TASKS as NETWORK_RULES
+from oldphoto.jobs.protocol import NETWORK_TASKS as NETWORK_RULES
 
 pytestmark = pytest.mark.workflow
 

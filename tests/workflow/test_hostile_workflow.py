@@ -234,7 +234,7 @@ _limit = os.environ.get("OLDPHOTO_TEST_JOB_ADDRESS_SPACE")
 with open("/proc/self/cmdline", "rb") as _handle:
     _argv = _handle.read().split(b"\0")
 # the processes that run jobs: the job client (workers off) and the warm workers
-if _limit and (b"oldphoto.job" in _argv or b"oldphoto.worker.server" in _argv):
+if _limit and (b"oldphoto.jobs" in _argv or b"oldphoto.worker.server" in _argv):
     import resource
     resource.setrlimit(resource.RLIMIT_AS, (int(_limit), int(_limit)))
 '''
@@ -298,7 +298,7 @@ def test_very_large_photo_over_memory_fails_with_a_memory_reason(scratch_run):
 ALLOCATION_FAILURE = r'''
 import resource, sys, types
 import numpy as np
-from oldphoto.jobs import run_request
+from oldphoto.jobs.runtime import run_request
 
 def main(job):
     import cv2
@@ -309,7 +309,7 @@ def main(job):
     cv2.GaussianBlur(image, (0, 0), 2.0)
 
 request = {"task": "main", "rule": "restore_global", "image": "big one",
-           "settings": {"memory_budget_mb": 300}, "log": sys.argv[1]}
+           "scheduling": {"memory_budget_mb": 300}, "log": sys.argv[1]}
 outcome = run_request(request, {"main": main})
 sys.exit(0 if outcome["ok"] else 1)
 '''

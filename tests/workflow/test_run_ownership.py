@@ -233,7 +233,7 @@ def test_a_killed_run_resumes_without_ceremony(collection, tmp_path):
 
 
 def _job_client(image: str, rule: str) -> int | None:
-    """The pid of the running job client ``python -m oldphoto.job RULE ... image=IMAGE``."""
+    """The pid of the running job client ``python -m oldphoto.jobs RULE ... image=IMAGE``."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -241,7 +241,7 @@ def _job_client(image: str, rule: str) -> int | None:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"oldphoto.job" in argv and f"rule={rule}".encode() in argv \
+        if b"oldphoto.jobs" in argv and f"rule={rule}".encode() in argv \
                 and f"image={image}".encode() in argv:
             return int(entry)
     return None

@@ -30,7 +30,7 @@ import yaml
 
 from conftest import REPO, make_tiny_photos, run_snakemake, workflow_config
 from conftest import slurm_unavailable as _unavailable
-from oldphoto.tasks import NETWORK_TASKS as NETWORK_RULES
+from oldphoto.jobs.protocol import NETWORK_TASKS as NETWORK_RULES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -131,7 +131,7 @@ def test_an_auto_photo_records_its_triage_decision_with_the_figures(runs):
 
 
 def test_settings_are_typed_in_the_sidecar_the_xmp_and_the_png_text(runs):
-    from oldphoto.archival.settings import RECORDED_SETTINGS
+    from oldphoto.jobs.protocol import TASKS
 
     out, _, _ = runs
     for stem, ext in (("face", "png"), ("scratched", "jpg"), ("plain", "png")):
@@ -139,7 +139,8 @@ def test_settings_are_typed_in_the_sidecar_the_xmp_and_the_png_text(runs):
         settings = json.loads((out / "provenance" / f"{stem}.json").read_text())["settings"]
         auto = stem != "plain"
         # every stage-4 setting, plus what was asked for with_scratch (and auto's triage)
-        assert set(settings) == set(RECORDED_SETTINGS) | {"with_scratch"} | (
+        recorded = {s.record_name for s in TASKS["blend_faces"].settings if s.record_name}
+        assert set(settings) == recorded | {"with_scratch"} | (
             {"triage"} if auto else set()), stem
         assert settings["carry_metadata"] is True
         # classical backend: no face network, no stretch, no test_mode

@@ -4,17 +4,17 @@
 
 rule prepare_checkpoint:
     input:
-        official=lambda wc: dag.official_checkpoint(config, wc.name),
+        official=lambda wc: PLAN.official_checkpoint(wc.name),
     output:
-        cache=f"{config['cache_dir']}/{{name}}.safetensors",
-        record=f"{config['cache_dir']}/{{name}}.safetensors.json",
+        cache=PLAN.cache_file("{name}"),
+        record=PLAN.cache_file("{name}") + ".json",
     log:
         L.log("prepare_checkpoint", "{name}"),
     benchmark:
         L.benchmark("prepare_checkpoint", "{name}")
     params:
         files=job_files,
-        job=job_args("name", name=lambda wc: wc.name),
+        job=PLAN.checkpoint_job_params(),
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,14 +29,14 @@ if config["allow_download"]:
 
     rule download_checkpoints:
         output:
-            dag.all_official_checkpoints(config),
+            PLAN.all_official_checkpoints(),
         log:
             f"{L.logs_dir}/download_checkpoints.log",
         benchmark:
             f"{L.benchmarks_dir}/download_checkpoints.tsv"
         params:
             files="",
-            checkpoints_dir=config["checkpoints_dir"],
+            job=PLAN.download_job_params(),
         threads: 1
         resources:
             mem_mb=2000,
@@ -44,5 +44,4 @@ if config["allow_download"]:
         conda:
             "../../envs/oldphoto.yaml"
         shell:
-            "{JOB} download_checkpoints rule=download_checkpoints image=all log={log:q} "
-            "threads={threads} p.checkpoints_dir={params.checkpoints_dir:q}"
+            job_shell("download_checkpoints")

@@ -1,12 +1,13 @@
 # Stage 1: global restoration.  Without scratches: VAE_A encoder -> mapping -> VAE_B decoder.
 # With scratches: scratch detection first (U-Net, threshold 0.4), then the mask-aware mapping
-# (non-local; patch attention in HR mode).  Each photo's mode decides (common.smk: mode_of);
-# a with_scratch: auto photo runs the detector, then triage_scratches decides its path.
+# (non-local; patch attention in HR mode).  Each photo's mode decides (the run plan,
+# oldphoto.plan); a with_scratch: auto photo runs the detector, then triage_scratches decides
+# its path.
 
 
 rule detect_scratches:
     input:
-        unpack(get_detector),
+        unpack(get_models("detector")),
         image=get_input_image,
     output:
         image=L.scratch_input("{image}"),
@@ -24,14 +25,14 @@ rule detect_scratches:
         L.benchmark("detect_scratches", "{image}")
     params:
         files=job_files,
-        job=job_args(backend=BACKEND["global"], preview_width=PREVIEW_WIDTH),
+        job=PLAN.job_params("detect_scratches"),
         # The report's caption.
         title=get_title,
-        backend=BACKEND["global"],
-        preview_width=PREVIEW_WIDTH,
-    threads: network_threads("global")
+        backend=PLAN.backend["global"],
+        preview_width=views_lib.PREVIEW_WIDTH,
+    threads: PLAN.network_threads("global")
     resources:
-        **network_resources(mem_mb=3000),
+        **PLAN.network_resources(mem_mb=3000),
         runtime=20,
     conda:
         "../../envs/oldphoto.yaml"
@@ -50,7 +51,7 @@ rule triage_scratches:
         L.benchmark("triage_scratches", "{image}")
     params:
         files=job_files,
-        job=job_args(backend=BACKEND["global"]),
+        job=PLAN.job_params("triage_scratches"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -64,7 +65,7 @@ rule triage_scratches:
 rule restore_global:
     input:
         unpack(get_stage1_inputs),
-        unpack(get_stage1_models),
+        unpack(get_models("stage1")),
     output:
         origin=L.stage1("origin", "{image}"),
         input_image=L.stage1("input_image", "{image}"),
@@ -75,16 +76,10 @@ rule restore_global:
         L.benchmark("restore_global", "{image}")
     params:
         files=job_files,
-        job=job_args(
-            backend=BACKEND["global"],
-            mode=get_mode,
-            test_mode=get_test_mode,
-            stretch=STRETCH,
-            triage=get_triage,
-        ),
-    threads: network_threads("global")
+        job=PLAN.job_params("restore_global"),
+    threads: PLAN.network_threads("global")
     resources:
-        **network_resources(mem_mb=config["memory_budget_mb"]),
+        **PLAN.network_resources(mem_mb=config["memory_budget_mb"]),
         runtime=60,
     conda:
         "../../envs/oldphoto.yaml"

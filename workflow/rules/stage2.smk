@@ -7,7 +7,7 @@
 # face_jobs: per_face: this checkpoint, then one stage-3 job per face it found.
 
 
-if PER_FACE:
+if PLAN.per_face:
 
     checkpoint detect_faces:
         input:
@@ -20,11 +20,7 @@ if PER_FACE:
             L.benchmark("detect_faces", "{image}")
         params:
             files=job_files,
-            job=job_args(
-                face_size=get_face_size,
-                landmarks=dag.landmarks_path(config),
-                faces=get_faces,
-            ),
+            job=PLAN.job_params("detect_faces"),
         threads: 1
         resources:
             mem_mb=1000,

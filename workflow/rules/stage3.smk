@@ -5,11 +5,11 @@
 # folder).  face_jobs: per_face: one job per aligned face, after the stage-2 checkpoint.
 
 
-if PER_FACE:
+if PLAN.per_face:
 
     rule enhance_face:
         input:
-            unpack(get_face_model),
+            unpack(get_models("face")),
             face=L.aligned_face("{image}", "{face}"),
         output:
             face=L.enhanced_face("{image}", "{face}"),
@@ -19,10 +19,10 @@ if PER_FACE:
             L.benchmark("enhance_face", "{image}_{face}")
         params:
             files=job_files,
-            job=job_args(backend=BACKEND["face"], network=get_face_network),
-        threads: network_threads("face")
+            job=PLAN.job_params("enhance_face"),
+        threads: PLAN.network_threads("face")
         resources:
-            **network_resources(mem_mb=3000),
+            **PLAN.network_resources(mem_mb=3000),
             runtime=10,
         conda:
             "../../envs/oldphoto.yaml"
@@ -33,7 +33,7 @@ else:
 
     rule detect_and_enhance_faces:
         input:
-            unpack(get_face_model),
+            unpack(get_models("face")),
             restored=L.restored("{image}"),
         output:
             faces=directory(L.faces_dir("{image}")),
@@ -44,16 +44,10 @@ else:
             L.benchmark("detect_and_enhance_faces", "{image}")
         params:
             files=job_files,
-            job=job_args(
-                face_size=get_face_size,
-                landmarks=dag.landmarks_path(config),
-                faces=get_faces,
-                backend=BACKEND["face"],
-                network=get_face_network,
-            ),
-        threads: network_threads("face")
+            job=PLAN.job_params("detect_and_enhance_faces"),
+        threads: PLAN.network_threads("face")
         resources:
-            **network_resources(mem_mb=3000),
+            **PLAN.network_resources(mem_mb=3000),
             runtime=20,
         conda:
             "../../envs/oldphoto.yaml"

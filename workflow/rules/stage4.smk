@@ -6,10 +6,12 @@
 # preview, face strip, change map) and its provenance sidecar: no extra job per photo.  A final
 # of the photo under another extension (its output_format changed) is moved to superseded/.
 # A with_scratch: auto photo's triage decision is an input: the provenance records the path
-# the photo took (its mode param is the configured one).
-# The final output's extension follows output_format per photo (common.smk: final_of): one rule
-# per extension (the final's extension picks it), all sharing this rule's log and benchmark
-# names.
+# the photo took (its mode setting is the configured one).
+# The final output's extension follows output_format per photo (the run plan's final_ext): one
+# rule per extension (the final's extension picks it), all sharing this rule's log and benchmark
+# names.  The job's settings (oldphoto.jobs.protocol, task blend_faces) include what shaped the
+# photo upstream too (mode, test_mode, stage1_stretch, face_network): they go into the
+# provenance, and upstream reruns anyway when one of them changes.
 
 
 rule blend_faces:
@@ -29,30 +31,12 @@ rule blend_faces:
         L.benchmark("blend_faces", "{image}")
     params:
         files=job_files,
-        job=job_args(
-            backend=BACKEND_LABEL,
-            blending=photo_setting("face_blending"),
-            final_size=config["final_size"],
-            # What shaped the photo upstream too: it goes into the provenance (upstream reruns
-            # anyway when one of these changes, so they cost no extra rerun here).
-            mode=get_mode,
-            test_mode=get_test_mode,
-            stretch=STRETCH,
-            face_network=get_face_network,
-            output_format=photo_setting("output_format"),
-            tone=photo_setting("tone"),
-            jpeg_quality=photo_setting("jpeg_quality"),
-            carry_metadata=config["carry_metadata"],
-            # The report's views.
-            preview_width=PREVIEW_WIDTH,
-            change_map_width=CHANGE_MAP_WIDTH,
-            benchmarks=L.benchmarks_dir,
-        ),
+        job=PLAN.job_params("blend_faces"),
         # The report's captions.
         title=get_title,
-        backend=BACKEND_LABEL,
-        preview_width=PREVIEW_WIDTH,
-        change_map_width=CHANGE_MAP_WIDTH,
+        backend=PLAN.backend_label,
+        preview_width=views_lib.PREVIEW_WIDTH,
+        change_map_width=views_lib.CHANGE_MAP_WIDTH,
     threads: 1
     resources:
         mem_mb=1500,

@@ -22,7 +22,7 @@ from oldphoto.errors import CheckpointError
 
 def backends_of(label: str) -> dict[str, str]:
     """``{"global": ..., "face": ...}`` from a backend label (``classical``, or
-    ``global=pretrained,face=classical``; see :func:`oldphoto.dag.backend_label`)."""
+    ``global=pretrained,face=classical``; see :func:`oldphoto.plan.backend.backend_label`)."""
     if "=" not in label:
         return {"global": label, "face": label}
     parts = dict(item.split("=", 1) for item in label.split(","))

@@ -1,16 +1,18 @@
 """What a derivative records about how it was made: the path its photo took, and its settings
 as typed values.
 
-The ``blend_faces`` job receives its settings as text (``python -m oldphoto.job ...
-p.NAME=VALUE``, where ``-`` means "does not apply").  :func:`recorded_settings` turns them into
-the record's ``settings`` (the provenance sidecar, ``stEvt:parameters`` in the derivative's XMP
-and a PNG's ``oldphoto:settings``): booleans, integers, ``None`` for a setting that did not
-apply to this photo — never ``"True"`` or ``"-"`` — and the path the photo actually took:
+The ``blend_faces`` job reads its settings typed (:mod:`oldphoto.jobs.protocol` declares them,
+with the name each has in the record: ``face_blending`` is recorded as ``blending``,
+``stage1_stretch`` as ``stretch``).  :func:`recorded_settings` turns them into the record's
+``settings`` (the provenance sidecar, ``stEvt:parameters`` in the derivative's XMP and a PNG's
+``oldphoto:settings``): booleans, integers, ``None`` for a setting that did not apply to this
+photo — never ``"True"`` or ``"-"`` — and the path the photo actually took:
 
 * ``mode`` is the stage-1 path taken.  A ``with_scratch: auto`` photo is configured on the
   scratch path (its detector runs), but its triage decision (``masks/triage/<photo>.json``,
   :mod:`oldphoto.triage`) picks the path; the job reads that decision (an input of
-  ``blend_faces`` for ``auto`` photos) and records the path it chose.
+  ``blend_faces`` for ``auto`` photos) and records the path it chose (:func:`path_taken`, the
+  one reading of a decision, which stage 1 applies too).
 * ``with_scratch`` is what was asked: ``true``, ``false`` or ``"auto"``; for ``auto``,
   ``triage`` holds the decision's figures (:func:`triage_figures`; the sidecar has the whole
   decision, its one-line reason included).
@@ -22,58 +24,9 @@ apply to this photo — never ``"True"`` or ``"-"`` — and the path the photo a
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from oldphoto.mode import DETECTOR, Mode
-
-NOT_APPLICABLE = "-"
-"""How the workflow writes a setting that does not apply to a job (e.g. ``test_mode`` on the
-classical backend)."""
-
-
-def parse_bool(value: Any) -> bool:
-    """``True``/``"True"``/``"true"``/``"yes"``/``"1"`` -> True; their opposites -> False."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
-        return True
-    if text in ("false", "no", "0"):
-        return False
-    raise ValueError(f"expected a boolean, got {value!r}")
-
-
-def _text(value: Any) -> str:
-    return str(value)
-
-
-RECORDED_SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "mode": _text,
-    "test_mode": _text,
-    "stretch": _text,
-    "face_network": _text,
-    "blending": _text,
-    "final_size": _text,
-    "output_format": _text,
-    "tone": _text,
-    "jpeg_quality": int,
-    "carry_metadata": parse_bool,
-}
-"""The stage-4 job's settings (``blend_faces``'s params), each with the type its text value is
-read as.  The record adds ``with_scratch`` and, for ``auto`` photos, ``triage``."""
-
-
-def typed_value(name: str, value: Any) -> Any:
-    """One recorded setting as its type; ``None`` for :data:`NOT_APPLICABLE` (or None).
-
-    Raises:
-        KeyError: ``name`` is not one of :data:`RECORDED_SETTINGS`.
-        ValueError: the text does not read as the setting's type.
-    """
-    parse = RECORDED_SETTINGS[name]
-    if value is None or value == NOT_APPLICABLE:
-        return None
-    return parse(value)
 
 
 def path_taken(configured: Mode, triage: Mapping[str, Any] | None) -> Mode:
@@ -98,18 +51,16 @@ def recorded_settings(params: Mapping[str, Any], *, final_format: str,
     """The settings a final output records, typed, with the path the photo took.
 
     Args:
-        params: the stage-4 job's shaping params (``Job.shaping_params``; text or typed values),
-            with ``mode`` the photo's configured mode.
+        params: the stage-4 job's recorded settings, typed, under their record names
+            (:func:`oldphoto.jobs.protocol.recorded`), with ``mode`` the photo's configured
+            :class:`~oldphoto.mode.Mode` (or its key).
         final_format: the format written (``png``, ``tiff``, ``jpeg``): ``jpeg_quality`` is
             None for another.
         triage: the photo's triage decision (``with_scratch: auto``), or None.
-
-    Raises:
-        KeyError: a param is not one of :data:`RECORDED_SETTINGS` (a new stage-4 param must be
-            declared there with its type).
     """
-    settings = {name: typed_value(name, value) for name, value in params.items()}
-    configured = Mode.from_key(str(params["mode"]))
+    settings = dict(params)
+    configured = params["mode"] if isinstance(params["mode"], Mode) else Mode.from_key(
+        str(params["mode"]))
     taken = path_taken(configured, triage)
     settings["mode"] = taken.key
     settings["with_scratch"] = "auto" if triage is not None else configured.with_scratch

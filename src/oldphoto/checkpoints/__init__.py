@@ -4,8 +4,8 @@ One module per concern, one moment of a run each:
 
 * :mod:`~oldphoto.checkpoints.files` -- the table of the nine official checkpoints (file, manifest,
   constructor), where they lie under ``checkpoints_dir`` and which a run needs
-  (:func:`official_path`, :func:`missing_checkpoints`, :func:`missing_message`,
-  :func:`networks_for`), and the bundled manifests. No torch.
+  (:func:`official_path`, :func:`missing_checkpoints`, :func:`missing_message`; which networks a
+  photo needs is :meth:`oldphoto.mode.Mode.networks`), and the bundled manifests. No torch.
 * :mod:`~oldphoto.checkpoints.registry` -- :func:`build_network`: the network of a checkpoint,
   the table's constructor call (class of :mod:`oldphoto.nets` and options), for a strict load.
   Imported on first use (``oldphoto.checkpoints.build_network``): the package itself stays free
@@ -31,7 +31,7 @@ from oldphoto.checkpoints.download import download_official
 from oldphoto.checkpoints.files import (MANIFEST_DIR, OFFICIAL_CHECKPOINTS, OFFICIAL_FILES,
                                         OFFICIAL_ZIPS, OfficialCheckpoint, expected_layout,
                                         manifest, manifest_of, missing_checkpoints,
-                                        missing_message, networks_for, official_path)
+                                        missing_message, official_path)
 from oldphoto.checkpoints.official import read_official, read_official_with_notes
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "official_path",
     "missing_checkpoints",
     "missing_message",
-    "networks_for",
     "download_official",
     "read_official",
     "read_official_with_notes",

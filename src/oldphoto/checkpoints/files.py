@@ -33,7 +33,6 @@ __all__ = [
     "official_path",
     "missing_checkpoints",
     "missing_message",
-    "networks_for",
     "zip_of",
 ]
 
@@ -108,11 +107,6 @@ OFFICIAL_ZIPS: dict[str, tuple[str, str]] = {
     "face_checkpoints.zip": ("Face_Enhancement", f"{_RELEASE}/face_checkpoints.zip"),
 }
 
-_QUALITY = ["VAE_A_quality", "mapping_quality", "VAE_B_quality"]
-_SCRATCH = ["detection", "VAE_A_quality", "mapping_scratch", "VAE_B_scratch"]
-_SCRATCH_HR = ["detection", "VAE_A_quality", "mapping_Patch_Attention", "VAE_B_scratch"]
-
-
 def known_name(name: str, path: str | Path | None = None) -> str:
     """``name`` when it is an official checkpoint, else :class:`CheckpointError` on ``path``."""
     if name not in OFFICIAL_CHECKPOINTS:
@@ -161,23 +155,6 @@ def missing_checkpoints(checkpoints_dir: str | Path, names: Iterable[str]) -> li
     """The official files of ``names`` that are not regular files under ``checkpoints_dir``."""
     paths = dict.fromkeys(official_path(checkpoints_dir, n) for n in names)  # ordered, unique
     return [p for p in paths if not p.is_file()]
-
-
-def networks_for(with_scratch: bool, hr: bool, faces: bool = True) -> list[str]:
-    """The checkpoints a run needs, in stage order.
-
-    Stage 1 without scratches is the quality path (``--HR`` does not change it, as in the official
-    ``run.py``); with scratches it adds the detection U-Net and the mask-aware mapping (the
-    patch-attention one with ``hr``). Stage 3 uses the 256 face model, or ``FaceSR_512`` with
-    ``hr``.
-    """
-    if not with_scratch:
-        names = list(_QUALITY)
-    else:
-        names = list(_SCRATCH_HR if hr else _SCRATCH)
-    if faces:
-        names.append("FaceSR_512" if hr else "Setting_9_epoch_100")
-    return names
 
 
 def zip_of(name: str) -> str:

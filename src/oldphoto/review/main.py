@@ -153,7 +153,7 @@ def serve(review, args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     snakefile = None
     try:
-        from oldphoto.cli import UsageError, workflow_root
+        from oldphoto.checkout import UsageError, workflow_root
 
         snakefile = workflow_root() / "Snakefile"
     except UsageError:

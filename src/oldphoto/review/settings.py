@@ -13,8 +13,8 @@ The contract between a review and the next run (docs/review.md, "The photo sheet
   came from a sheet, but no configuration names one), the review refuses to write one, rather
   than write a sheet the next run would ignore.
 
-:func:`photo_settings` is the one place that says which settings a photo has; it reads the
-run's configuration and the sheet's row (:func:`oldphoto.sheet.effective_settings`).
+:func:`photo_settings` is the review's one lookup of a photo's settings: the run plan's
+(:func:`oldphoto.plan.settings.settings_of`) on the run's configuration and the sheet's row.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 from oldphoto.errors import ConfigError
 from oldphoto.layout import Layout
-from oldphoto.sheet import SETTINGS, PhotoSettings, effective_settings, read_sheet
+from oldphoto.plan.settings import settings_of
+from oldphoto.sheet import SETTINGS, PhotoSettings, read_sheet
 
 CONFIG_NAME = "oldphoto_config.yaml"
 """The configuration the ``oldphoto`` command records in the output folder (``oldphoto.cli``)."""
@@ -169,7 +170,7 @@ def run_context(output_dir: str | Path, *, configfile: str | Path | None = None,
 def photo_settings(context: RunContext, photo: str,
                    recorded: Mapping[str, Mapping[str, Any]] | None = None) -> PhotoSettings:
     """The photo's effective settings: its sheet row's cells, else the run's values, else the
-    defaults (:func:`oldphoto.sheet.effective_settings`).
+    defaults, as the run plan computes them (:func:`oldphoto.plan.settings.settings_of`).
 
     The one lookup of a photo's settings for the review (the page, the record, the rerun);
     ``recorded`` is ``run_summary.json``'s ``photos`` (used only when the run's configuration
@@ -178,5 +179,4 @@ def photo_settings(context: RunContext, photo: str,
     Raises:
         ConfigError: the photo sheet is not valid.
     """
-    rows = context.sheet_rows()
-    return effective_settings(context.run_wide(recorded), rows.get(photo, {}))
+    return settings_of(context.run_wide(recorded), context.sheet_rows(), [photo])[photo]

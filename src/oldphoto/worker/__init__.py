@@ -13,8 +13,9 @@ which imported the handler and loaded its models once.
 - A worker exits when idle for ``idle_timeout`` seconds, when the process that owns the run
   (the outermost Snakemake ancestor of the first client) is gone, on a shutdown request
   (:func:`oldphoto.worker.client.shutdown_all`) or on SIGTERM.
-- ``OLDPHOTO_WORKERS=0`` turns workers off: :func:`oldphoto.worker.client.submit` then calls the
-  handler in the client process, with the same result dict.
+- :func:`oldphoto.worker.client.run_in_process` calls the handler in the client process instead,
+  with the same result dict (the workflow's jobs do with ``workers: false``,
+  :mod:`oldphoto.jobs.entry`).
 
 The wire format is in :mod:`oldphoto.worker.protocol`, the handler contract in
 :mod:`oldphoto.worker.handler`.  Nothing is imported here, so ``import oldphoto.worker.client``

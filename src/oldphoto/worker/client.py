@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import oldphoto
 from oldphoto.errors import ConfigError
@@ -43,7 +43,6 @@ from oldphoto.worker.protocol import (
     send_message,
 )
 
-WORKERS_ENV = "OLDPHOTO_WORKERS"
 MAX_SLOTS = 256
 SOCKET_PATH_MAX = 107
 _POOL = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -95,11 +94,6 @@ class WorkerPaths:
 # ------------------------------------------------------------------------------------------------
 # Where a run's workers live
 # ------------------------------------------------------------------------------------------------
-def workers_enabled() -> bool:
-    """False when ``OLDPHOTO_WORKERS`` is ``0`` (or ``false``/``no``/``off``)."""
-    return os.environ.get(WORKERS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def runtime_base() -> Path:
     """``$XDG_RUNTIME_DIR/oldphoto-<uid>`` when that folder exists and is writable (it may not on
     a Slurm node the variable was copied to), else ``/tmp/oldphoto-<uid>``."""
@@ -168,8 +162,8 @@ def _private_dir(folder: Path) -> None:
 # Submitting a request
 # ------------------------------------------------------------------------------------------------
 def run_in_process(request: dict, handler: str) -> dict:
-    """Run ``request`` with ``handler`` in this process (workers disabled): the same result dict
-    as a worker's, without the ``worker`` entry.  The request's ``env`` is applied to
+    """Run ``request`` with ``handler`` in this process (no worker): the same result dict as a
+    worker's, without the ``worker`` entry.  The request's ``env`` is applied to
     ``os.environ`` first, as a worker would have been started with it."""
     full = check_request(request)
     for name, value in full["env"].items():
@@ -203,15 +197,14 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
             :func:`oldphoto.worker.procs.find_run_owner`).
 
     Returns the handler's dict plus ``worker``: ``{"pid", "pool", "slot", "served", "seconds"}``.
-    With ``OLDPHOTO_WORKERS=0`` the request runs in this process (:func:`run_in_process`).
+    Whether a request goes to a worker at all is the caller's choice (:func:`run_in_process`
+    runs it here; the workflow's jobs: :mod:`oldphoto.jobs.entry`).
 
     Raises:
         WorkerDied: the worker died while running this request (the message names its exit
             status or signal and its log); the next submit starts a new one.
         WorkerError: a worker could not be started or reached.
     """
-    if not workers_enabled():
-        return run_in_process(request, handler)
     full = check_request(request)
     if not _POOL.match(pool):
         raise ConfigError(None, f"worker pool name {pool!r} must match {_POOL.pattern}")
@@ -246,10 +239,8 @@ def submit(request: dict, *, pool: str, handler: str, key: str | None = None,
         os.close(lock_fd)
 
 
-RETRIED_PREFIX = "RETRIED "
-
-
-def submit_retrying_once(request: dict, **options: Any) -> dict:
+def submit_retrying_once(request: dict, *, on_retry: Callable[[str], None] | None = None,
+                         **options: Any) -> dict:
     """:func:`submit`, and once more in a fresh worker when the worker died under the request.
 
     A worker that dies mid-request (SIGKILL, the OOM killer, a crash in a native library) takes
@@ -260,11 +251,11 @@ def submit_retrying_once(request: dict, **options: Any) -> dict:
     by default the outermost Snakemake, :func:`~oldphoto.worker.procs.find_run_owner`) is gone,
     its workers ended with it and so does the request.
 
-    A retry is written at the end of the request's ``log`` (after the second attempt, which
-    rewrites that log) as one line ``RETRIED <rule> <image> :: <how the first worker died>``,
-    which :mod:`oldphoto.summary` counts; the answer then carries ``retried`` (the same words).
-    A second death raises :class:`WorkerDied` with ``retried`` set likewise.  ``options`` are
-    :func:`submit`'s.
+    After the second attempt (which may rewrite the request's log), ``on_retry`` is called with
+    how the first worker died (the workflow's jobs write their ``RETRIED`` line then,
+    :func:`oldphoto.jobs.protocol.retried_line`); the answer carries ``retried`` (the same
+    words).  A second death raises :class:`WorkerDied` with ``retried`` set likewise.
+    ``options`` are :func:`submit`'s.
     """
     try:
         return submit(request, **options)
@@ -279,11 +270,8 @@ def submit_retrying_once(request: dict, **options: Any) -> dict:
         died.retried = first
         raise
     finally:
-        if request.get("log"):
-            line = (f"{RETRIED_PREFIX}{request.get('rule') or request['task']} "
-                    f"{request.get('image', '')} :: {first}; retried once in a fresh worker")
-            with open(request["log"], "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+        if on_retry is not None:
+            on_retry(first)
     reply["retried"] = first
     return reply
 

@@ -1,20 +1,24 @@
-"""Running one workflow job: its log, device, cached models, and failure reporting.
+"""Running one job in this process: its log, device, cached models, typed settings, failure line.
 
-A job request (built by :mod:`oldphoto.job` from the rule's ``shell:`` line) is a plain dict::
+A job request (:func:`oldphoto.jobs.protocol.parse_command_line`, from the rule's ``shell:``
+line) is a plain dict::
 
     {"task": "restore_global", "rule": "restore_global", "image": "a",
-     "inputs": {"image": "in/a.png"}, "outputs": {"restored": "..."}, "params": {...},
-     "settings": {"device": "cpu", "threads": 2, ...}, "log": "logs/restore_global/a.log"}
+     "inputs": {"image": "in/a.png"}, "outputs": {"restored": "..."},
+     "params": {"mode": "scratch", "triage": "false", ...},
+     "scheduling": {"device": "cpu", "threads": 2, ...}, "log": "logs/restore_global/a.log"}
 
 :func:`run_request` runs it in this process — a warm worker serving many jobs, or the job's own
-process — and returns ``{"ok": bool, "message": str}``.  A failure of one photo is written to the
-job's log as one line::
+process — and returns ``{"ok": bool, "message": str}``.  The task reads its settings typed
+(:attr:`Job.params`, :func:`oldphoto.jobs.protocol.read_settings`).  A failure of one photo is
+written to the job's log as one line (:func:`oldphoto.jobs.protocol.failed_line`)::
 
     FAILED <rule> <image> :: <kind>: <file>: <reason>
 
-which the client repeats on stderr (unless the console is quiet) before exiting 1, so Snakemake
-(``--keep-going``) finishes every other photo and the run summary lists the reason.  Networks and dlib's models are cached
-in :data:`SESSION` for the life of the process, so a warm worker loads each once.
+which the entry point repeats on stderr (unless the console is quiet) before exiting 1, so
+Snakemake (``--keep-going``) finishes every other photo and the run summary lists the reason.
+Networks and dlib's models are cached in :data:`SESSION` for the life of the process, so a warm
+worker loads each once.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from oldphoto.errors import OldPhotoError
-
-FAILED_PREFIX = "FAILED "
-
+from oldphoto.jobs import protocol
 
 class Session:
     """What a process keeps between jobs: loaded networks and face models, its GPU binding."""
@@ -69,25 +71,26 @@ class Session:
 SESSION = Session()
 
 
-# Params that shape only the report's views a job makes besides its images (previews, change
-# map, sidecar): not recorded in the images' metadata, whose bytes stay those of the same photo
-# and settings in any output folder.
-VIEW_PARAMS = frozenset({"preview_width", "change_map_width", "benchmarks"})
-
-
 class Job:
-    """One running job: its files, parameters, settings, log and (network tasks) device."""
+    """One running job: its files, settings (typed), scheduling, log and (network tasks) device.
+
+    Attributes:
+        params: the task's settings, typed (:meth:`read_params`; ``None``: does not apply).
+        scheduling: where and how fast it runs (:data:`oldphoto.jobs.protocol.SCHEDULING`) and
+            its ``threads``.
+    """
 
     def __init__(self, request: Mapping[str, Any], session: Session = SESSION) -> None:
         self.request = request
         self.task = request["task"]
         self.rule = request.get("rule") or self.task
         self.image = request.get("image", "")
-        self.params: dict[str, Any] = dict(request.get("params") or {})
-        self.settings: dict[str, Any] = dict(request.get("settings") or {})
+        self.params: dict[str, Any] = {}
+        self.scheduling: dict[str, Any] = dict(protocol.read_scheduling({}))
+        self.scheduling.update(request.get("scheduling") or {})
         self.inputs: dict[str, Any] = dict(request.get("inputs") or {})
         self.outputs: dict[str, Any] = dict(request.get("outputs") or {})
-        self.threads = max(1, int(self.settings.get("threads", 1)))
+        self.threads = max(1, int(self.scheduling.get("threads", 1)))
         self.session = session
         self.device: Any = None
         self._stack = ExitStack()
@@ -98,6 +101,19 @@ class Job:
             self._log = open(log_path, "w", encoding="utf-8")
         self._lock = threading.Lock()  # the heartbeat thread logs too
         self._started = time.perf_counter()
+
+    def read_params(self) -> None:
+        """The task's settings, typed, from the request's texts; a task outside the protocol's
+        table (a test's own) takes none.
+
+        Raises:
+            ValueError: a setting missing, undeclared or not of its type.
+        """
+        texts = self.request.get("params") or {}
+        if self.task in protocol.TASKS:
+            self.params = protocol.read_settings(self.task, texts)
+        elif texts:
+            raise ValueError(f"task {self.task!r} declares no settings; got {sorted(texts)}")
 
     # -- files ----------------------------------------------------------------------------------
     def input(self, name: str) -> str:
@@ -127,7 +143,7 @@ class Job:
                 print(line, file=sys.stderr)
 
     def fail_line(self, reason: str) -> str:
-        line = f"{FAILED_PREFIX}{self.rule} {self.image} :: {reason}"
+        line = protocol.failed_line(self.rule, self.image, reason)
         if self._log:
             self._log.write(line + "\n")
             self._log.flush()
@@ -149,8 +165,8 @@ class Job:
             os.environ["CUDA_VISIBLE_DEVICES"] = session.original_visible
         self.device, description = self._stack.enter_context(
             select_device_for_job(
-                self.settings.get("device", "auto"), self.threads,
-                jobs_per_gpu=int(self.settings.get("jobs_per_gpu", 1)),
+                self.scheduling["device"], self.threads,
+                jobs_per_gpu=self.scheduling["jobs_per_gpu"],
                 cpu_only=self.params.get("backend") != "pretrained",
                 only_gpu=session.bound_gpu,
             )
@@ -188,7 +204,8 @@ class Job:
     def _max_pixels(self) -> int:
         from oldphoto.decode import DEFAULT_MAX_PIXELS
 
-        return int(self.settings.get("max_image_pixels", DEFAULT_MAX_PIXELS))
+        limit = self.scheduling["max_image_pixels"]
+        return DEFAULT_MAX_PIXELS if limit is None else limit
 
     def _noted(self, path: str | Path, photo):
         for note in photo.notes:
@@ -196,22 +213,20 @@ class Job:
         return photo
 
     def metadata(self) -> dict[str, str]:
-        """What an output records about how it was made: version, backend, this rule's params."""
+        """What an image records about how it was made: version, backend, and the settings that
+        shaped it (:func:`oldphoto.jobs.protocol.image_record`: not the backend, stated on its
+        own, nor what shapes only the report's views)."""
         import json
 
         from oldphoto import __version__
 
+        record = (protocol.image_record(self.task, self.params)
+                  if self.task in protocol.TASKS else {})
         return {
             "oldphoto:version": __version__,
-            "oldphoto:backend": str(self.params.get("backend", "")),
-            "oldphoto:settings": json.dumps(self.shaping_params(), sort_keys=True),
+            "oldphoto:backend": str(self.params.get("backend") or ""),
+            "oldphoto:settings": json.dumps(record, sort_keys=True),
         }
-
-    def shaping_params(self) -> dict[str, Any]:
-        """The params that shaped this job's images, sorted by name: all but the backend (stated
-        on its own) and the :data:`VIEW_PARAMS`."""
-        return {k: v for k, v in sorted(self.params.items())
-                if k != "backend" and k not in VIEW_PARAMS}
 
     def write_png(self, path: str | Path, rgb, alpha=None) -> None:
         from oldphoto.atomic import write_png
@@ -246,14 +261,14 @@ def _is_allocation_failure(err: BaseException) -> bool:
 
 def _out_of_memory(job: Job) -> str:
     return (f"out of memory: {job.image} needs more than this job's memory "
-            f"(memory_budget_mb={job.settings.get('memory_budget_mb')})")
+            f"(memory_budget_mb={job.scheduling.get('memory_budget_mb')})")
 
 
 def run_request(request: Mapping[str, Any], tasks: Mapping[str, Callable[[Job], None]],
                 session: Session = SESSION) -> dict[str, Any]:
-    """Run one job request in this process; never raises for a failure of the photo."""
+    """Run one job request in this process with ``tasks`` (task name -> function of the
+    :class:`Job`); never raises for a failure of the photo."""
     from oldphoto.progress import Heartbeat
-    from oldphoto.tasks import NETWORK_TASKS
 
     job = Job(request, session)
     previous = warnings.showwarning
@@ -262,10 +277,12 @@ def run_request(request: Mapping[str, Any], tasks: Mapping[str, Callable[[Job], 
         f"warning: {message}")
     outcome: dict[str, Any] = {"ok": True, "message": "done"}
     try:
-        job.log(f"{job.rule} {job.image}: backend {job.params.get('backend', '-')}")
+        job.log(f"{job.rule} {job.image}: backend "
+                f"{(job.request.get('params') or {}).get('backend', '-')}")
         if job.task not in tasks:
             raise ValueError(f"unknown task {job.task!r}")
-        if job.task in NETWORK_TASKS:
+        job.read_params()
+        if job.task in protocol.NETWORK_TASKS:
             job.open_device()
         with Heartbeat(job.log, every=5.0, what=f"{job.rule} {job.image}"):
             tasks[job.task](job)
