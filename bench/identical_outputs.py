@@ -16,6 +16,8 @@ hold times and durations.  A provenance sidecar is hashed without its ``created`
 ``timings_s`` keys (the time of the run, stage durations).  The finals' embedded time (the XMP
 History event's ``when``, which also enters the InstanceID) is fixed by ``SOURCE_DATE_EPOCH``,
 the reproducible-builds convention that ``oldphoto.archival.final.derivation_time`` honours.
+Run both sides with the same interpreter (one ``.venv``): the stage-2 images record the landmark
+model's path, which lies inside the virtual environment.
 
 Cases: ``scratch`` (the four scratched samples, ``with_scratch: true``, classical),
 ``sheet`` (the eight ``old/`` samples, classical, a photo sheet giving photos ``auto``, ``hr``,
